@@ -1,0 +1,55 @@
+"""`python -m mmstudio models`: the catalog with availability and reasons; `download` for hub weights."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("models", help="list the model catalog and what can load here")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument("--task", help="only models for this task (tokenize, denoise, ...)")
+    parser.set_defaults(func=run_models)
+
+    download = subparsers.add_parser(
+        "download", help="fetch a hub model's safetensors into the local Hugging Face cache"
+    )
+    download.add_argument("model_id")
+    download.set_defaults(func=run_download)
+
+
+def _manager():  # noqa: ANN202 - imported lazily so --help stays fast
+    from mmstudio.manager import ModelManager
+
+    return ModelManager()
+
+
+def run_models(args: argparse.Namespace) -> int:
+    rows = _manager().status()
+    if args.task:
+        rows = [r for r in rows if args.task in r["tasks"]]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    width = max(len(r["id"]) for r in rows) if rows else 10
+    print(f"{'model':<{width}}  {'tasks':<12} {'source':<8} {'available':<9}  reason")
+    for row in rows:
+        yes = "yes" if row["available"] else "no"
+        tasks = ",".join(row["tasks"])
+        print(f"{row['id']:<{width}}  {tasks:<12} {row['source']:<8} {yes:<9}  {row['reason']}")
+    return 0
+
+
+def run_download(args: argparse.Namespace) -> int:
+    from mmstudio.catalog import download_snapshot
+    from mmstudio.errors import UserError
+
+    manager = _manager()
+    spec = manager.catalog.get(args.model_id)
+    if spec.source != "hub":
+        raise UserError(f"'{spec.id}' is embedded; its weights ship in assets/, nothing to download")
+    if manager.settings.offline:
+        raise UserError("offline mode is on (HF_HUB_OFFLINE / MMSTUDIO_OFFLINE); unset it to download")
+    print(download_snapshot(spec, manager.settings.hub_cache))
+    return 0

@@ -1,0 +1,110 @@
+"""Settings: one dataclass, read from the environment (``MMSTUDIO_*``), in one place.
+
+| variable | meaning | default |
+| --- | --- | --- |
+| ``MMSTUDIO_OFFLINE`` | never reach the hub; hub models must already be in the local cache | ``HF_HUB_OFFLINE`` |
+| ``MMSTUDIO_DEVICE`` | ``auto``, ``cpu``, ``cuda`` or a list such as ``cuda:0,cuda:1`` | ``auto`` |
+| ``MMSTUDIO_MAX_MEMORY`` | memory budget of loaded models, e.g. ``6GB``, ``512MiB`` | ``8GB`` |
+| ``MMSTUDIO_ASSETS`` | folder holding ``models/`` and ``examples/`` | ``<repo>/assets`` |
+| ``MMSTUDIO_DEFAULT_MODELS`` | default model per task, ``task=id,...`` | embedded models |
+| ``MMSTUDIO_HUB_CACHE`` | Hugging Face cache folder for hub weights | ``HF_HUB_CACHE`` / ``HF_HOME`` |
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mmstudio.errors import UserError
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+DEFAULT_MODELS: dict[str, str] = {
+    "tokenize": "shapes-vqvae",
+    "denoise": "shapes-unet",
+    "similarity": "shapes-clip",
+}
+
+_UNITS = {
+    "": 1, "b": 1,
+    "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
+    "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40,
+}
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def parse_bytes(text: str) -> int:
+    """``'6GB'`` -> 6_000_000_000; ``'512MiB'`` -> 536_870_912; a bare number is bytes."""
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*", text)
+    if not match or match.group(2).lower() not in _UNITS:
+        raise UserError(f"not a memory size: {text!r} (examples: 6GB, 512MiB, 2000000000)")
+    return int(float(match.group(1)) * _UNITS[match.group(2).lower()])
+
+
+def parse_bool(name: str, text: str) -> bool:
+    value = text.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise UserError(f"{name} must be 1/0, true/false, yes/no or on/off, not {text!r}")
+
+
+def parse_devices(text: str) -> tuple[str, ...]:
+    """``'auto'`` -> (); ``'cpu'`` -> ('cpu',); ``'cuda:0, cuda:1'`` -> ('cuda:0', 'cuda:1')."""
+    value = text.strip().lower()
+    if value in ("", "auto"):
+        return ()
+    devices = tuple(d.strip() for d in value.split(",") if d.strip())
+    for device in devices:
+        if not re.fullmatch(r"cpu|cuda|cuda:\d+", device):
+            raise UserError(f"MMSTUDIO_DEVICE: unknown device {device!r} (auto, cpu, cuda, cuda:N)")
+    return devices
+
+
+def parse_defaults(text: str) -> dict[str, str]:
+    defaults = dict(DEFAULT_MODELS)
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        task, sep, model_id = item.partition("=")
+        if not sep or not task.strip() or not model_id.strip():
+            raise UserError(f"MMSTUDIO_DEFAULT_MODELS: expected task=model_id, got {item!r}")
+        defaults[task.strip()] = model_id.strip()
+    return defaults
+
+
+@dataclass(frozen=True)
+class Settings:
+    offline: bool = False
+    devices: tuple[str, ...] = ()  # () means auto: every visible GPU, else the CPU
+    max_memory: int = 8 * 10**9  # bytes of model weights kept loaded at once
+    assets: Path = REPO_ROOT / "assets"
+    default_models: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_MODELS))
+    hub_cache: Path | None = None  # None: huggingface_hub's own default
+
+    @property
+    def models_dir(self) -> Path:
+        return self.assets / "models"
+
+    @property
+    def examples_dir(self) -> Path:
+        return self.assets / "examples"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        hf_offline = env.get("HF_HUB_OFFLINE", "0")
+        offline_text = env.get("MMSTUDIO_OFFLINE", hf_offline)
+        assets = env.get("MMSTUDIO_ASSETS")
+        hub_cache = env.get("MMSTUDIO_HUB_CACHE")
+        return cls(
+            offline=parse_bool("MMSTUDIO_OFFLINE", offline_text),
+            devices=parse_devices(env.get("MMSTUDIO_DEVICE", "auto")),
+            max_memory=parse_bytes(env.get("MMSTUDIO_MAX_MEMORY", "8GB")),
+            assets=Path(assets).expanduser().resolve() if assets else REPO_ROOT / "assets",
+            default_models=parse_defaults(env.get("MMSTUDIO_DEFAULT_MODELS", "")),
+            hub_cache=Path(hub_cache).expanduser() if hub_cache else None,
+        )

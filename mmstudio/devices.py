@@ -1,0 +1,106 @@
+"""Device discovery, dtype choice, and the placement plan that the manager carries out with Accelerate.
+
+``plan_placement`` is a pure function of the devices and the model's size, so the policy for 0, 1 and
+many GPUs is testable on a machine with none:
+- no GPU -> the CPU, float32;
+- one GPU -> that GPU, bf16 where the GPU supports it, else fp16;
+- several GPUs, model fits on one (with headroom) -> one replica per GPU that has room, so that
+  requests are served in parallel;
+- several GPUs, model larger than any one -> a balanced Accelerate device map across them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+HEADROOM = 1.2  # activations and scheduler state need room beside the weights
+MAX_REPLICAS = 8
+
+
+@dataclass(frozen=True)
+class DeviceInfo:
+    name: str  # "cpu", "cuda:0", ...
+    total_bytes: int
+    free_bytes: int
+    supports_bf16: bool = False
+
+    @property
+    def is_gpu(self) -> bool:
+        return self.name.startswith("cuda")
+
+
+@dataclass(frozen=True)
+class Placement:
+    kind: Literal["cpu", "single", "replicas", "balanced"]
+    devices: tuple[str, ...]  # one per replica; for "balanced", the devices the map spans
+    dtype: str  # "float32", "float16", "bfloat16"
+    max_memory: dict[str, int] = field(default_factory=dict)  # for Accelerate's device map
+
+    def describe(self) -> str:
+        where = ", ".join(self.devices)
+        return {
+            "cpu": f"CPU ({self.dtype})",
+            "single": f"{where} ({self.dtype})",
+            "replicas": f"{len(self.devices)} replicas on {where} ({self.dtype})",
+            "balanced": f"split across {where} ({self.dtype})",
+        }[self.kind]
+
+
+def choose_dtype(gpus: Sequence[DeviceInfo]) -> str:
+    if not gpus:
+        return "float32"
+    return "bfloat16" if all(g.supports_bf16 for g in gpus) else "float16"
+
+
+def plan_placement(
+    model_bytes: int, devices: Sequence[DeviceInfo], max_replicas: int = MAX_REPLICAS
+) -> Placement:
+    """Where a model of ``model_bytes`` (in its GPU dtype) goes on ``devices``."""
+    gpus = [d for d in devices if d.is_gpu]
+    if not gpus:
+        return Placement("cpu", ("cpu",), "float32")
+    dtype = choose_dtype(gpus)
+    need = int(model_bytes * HEADROOM)
+    if len(gpus) == 1:
+        return Placement("single", (gpus[0].name,), dtype)
+    roomy = sorted((g for g in gpus if g.free_bytes >= need), key=lambda g: -g.free_bytes)
+    if roomy:
+        chosen = tuple(g.name for g in roomy[:max_replicas])
+        return Placement("replicas" if len(chosen) > 1 else "single", chosen, dtype)
+    # Larger than any one GPU: balance layers across all of them, leaving the same headroom on each.
+    max_memory = {g.name: int(g.free_bytes / HEADROOM) for g in gpus}
+    if sum(max_memory.values()) < model_bytes:
+        # Accelerate offloads the rest to the CPU; say so in the plan.
+        max_memory["cpu"] = model_bytes
+    ordered = tuple(g.name for g in gpus)
+    return Placement("balanced", ordered, dtype, max_memory)
+
+
+def discover_devices(requested: Sequence[str] = ()) -> list[DeviceInfo]:
+    """The devices this process may use: every visible GPU (or those requested), else the CPU."""
+    import torch
+
+    devices: list[DeviceInfo] = []
+    if requested and all(r == "cpu" for r in requested):
+        return [_cpu_info()]
+    if torch.cuda.is_available():
+        indices = range(torch.cuda.device_count())
+        if requested:
+            indices = [0 if r == "cuda" else int(r.split(":")[1]) for r in requested if r != "cpu"]
+        for index in indices:
+            free, total = torch.cuda.mem_get_info(index)
+            devices.append(
+                DeviceInfo(
+                    f"cuda:{index}", total, free, supports_bf16=torch.cuda.is_bf16_supported()
+                )
+            )
+    return devices or [_cpu_info()]
+
+
+def _cpu_info() -> DeviceInfo:
+    import psutil
+
+    memory = psutil.virtual_memory()
+    return DeviceInfo("cpu", memory.total, memory.available)

@@ -1,0 +1,160 @@
+"""Loaders: a local folder in a library's own format -> a dict of components on the CPU.
+
+One function per format; the manager picks it by the catalog's ``loader`` field and places the
+result on devices. Embedded and hub models go through the same functions (hub weights are resolved
+to a local snapshot folder first). Only safetensors are read: ``use_safetensors=True`` everywhere,
+never ``trust_remote_code``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mmstudio.catalog import ModelSpec
+from mmstudio.errors import ModelUnavailable
+
+Components = dict[str, Any]
+Loader = Callable[[Path, ModelSpec, torch.dtype], Components]
+
+_SAFE = {"use_safetensors": True}
+
+
+def load_vq(folder: Path, spec: ModelSpec, dtype: torch.dtype) -> Components:
+    """A diffusers ``VQModel`` folder (ours, or aMUSEd's ``vqvae`` subfolder)."""
+    from diffusers import VQModel
+
+    return {"vq": VQModel.from_pretrained(folder, torch_dtype=dtype, **_SAFE)}
+
+
+def load_open_clip(folder: Path, spec: ModelSpec, dtype: torch.dtype) -> Components:
+    """An open_clip ``local-dir:`` folder (open_clip_config.json + open_clip_model.safetensors)."""
+    import open_clip
+
+    name = f"local-dir:{folder}"
+    model, _, preprocess = open_clip.create_model_and_transforms(name)
+    model = model.to(dtype).eval()
+    return {"model": model, "preprocess": preprocess, "tokenizer": open_clip.get_tokenizer(name)}
+
+
+def _model_index(folder: Path) -> dict[str, Any]:
+    path = folder / "model_index.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _scheduler_config(folder: Path) -> dict[str, Any]:
+    path = folder / "scheduler" / "scheduler_config.json"
+    if not path.is_file():
+        raise ModelUnavailable(str(folder), "no scheduler/scheduler_config.json in the folder")
+    return json.loads(path.read_text())
+
+
+def load_dit(folder: Path, spec: ModelSpec, dtype: torch.dtype) -> Components:
+    """A DiT pipeline folder: ``DiTTransformer2DModel`` + ``AutoencoderKL`` + scheduler config."""
+    from diffusers import AutoencoderKL, DiTTransformer2DModel
+
+    index = _model_index(folder)
+    id2label = {int(k): v for k, v in (index.get("id2label") or {}).items()}
+    return {
+        "transformer": DiTTransformer2DModel.from_pretrained(
+            folder, subfolder="transformer", torch_dtype=dtype, **_SAFE
+        ),
+        "vae": AutoencoderKL.from_pretrained(folder, subfolder="vae", torch_dtype=dtype, **_SAFE),
+        "scheduler_config": _scheduler_config(folder),
+        "id2label": id2label,
+    }
+
+
+def load_stable_diffusion(folder: Path, spec: ModelSpec, dtype: torch.dtype) -> Components:
+    """A Stable Diffusion folder: UNet, VAE, CLIP text encoder, tokenizer, scheduler config."""
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    return {
+        "unet": UNet2DConditionModel.from_pretrained(
+            folder, subfolder="unet", torch_dtype=dtype, **_SAFE
+        ),
+        "vae": AutoencoderKL.from_pretrained(folder, subfolder="vae", torch_dtype=dtype, **_SAFE),
+        "text_encoder": CLIPTextModel.from_pretrained(
+            folder, subfolder="text_encoder", torch_dtype=dtype, **_SAFE
+        ),
+        "tokenizer": CLIPTokenizer.from_pretrained(folder, subfolder="tokenizer"),
+        "scheduler_config": _scheduler_config(folder),
+    }
+
+
+def load_pixel_unet(folder: Path, spec: ModelSpec, dtype: torch.dtype) -> Components:
+    """Our pixel-space text-to-image folder: a ``UNet2DConditionModel`` + scheduler config.
+
+    The text encoder is a separate catalog model (named in ``text_encoder.json``), loaded by the
+    pipeline through the manager so that it is shared with the Similarity tab.
+    """
+    from diffusers import UNet2DConditionModel
+
+    text = folder / "text_encoder.json"
+    return {
+        "unet": UNet2DConditionModel.from_pretrained(
+            folder, subfolder="unet", torch_dtype=dtype, **_SAFE
+        ),
+        "scheduler_config": _scheduler_config(folder),
+        "text_encoder_id": json.loads(text.read_text())["model_id"] if text.is_file() else None,
+    }
+
+
+def load_audioldm2(folder: Path, spec: ModelSpec, dtype: torch.dtype) -> Components:
+    from diffusers import AudioLDM2Pipeline
+
+    return {"pipeline": AudioLDM2Pipeline.from_pretrained(folder, torch_dtype=dtype, **_SAFE)}
+
+
+def load_encodec(folder: Path, spec: ModelSpec, dtype: torch.dtype) -> Components:
+    from transformers import AutoProcessor, EncodecModel
+
+    return {
+        "model": EncodecModel.from_pretrained(folder, torch_dtype=dtype, **_SAFE),
+        "processor": AutoProcessor.from_pretrained(folder),
+    }
+
+
+def load_text_to_video(folder: Path, spec: ModelSpec, dtype: torch.dtype) -> Components:
+    from diffusers import TextToVideoSDPipeline
+
+    return {"pipeline": TextToVideoSDPipeline.from_pretrained(folder, torch_dtype=dtype, **_SAFE)}
+
+
+LOADERS: dict[str, Loader] = {
+    "vq": load_vq,
+    "open_clip": load_open_clip,
+    "dit": load_dit,
+    "stable_diffusion": load_stable_diffusion,
+    "pixel_unet": load_pixel_unet,
+    "audioldm2": load_audioldm2,
+    "encodec": load_encodec,
+    "text_to_video": load_text_to_video,
+}
+
+
+def torch_modules(components: Components) -> dict[str, torch.nn.Module]:
+    """The ``nn.Module`` parts of a component dict, including those inside a library pipeline."""
+    modules: dict[str, torch.nn.Module] = {}
+    for name, value in components.items():
+        if isinstance(value, torch.nn.Module):
+            modules[name] = value
+        elif hasattr(value, "components") and isinstance(value.components, dict):
+            for sub, part in value.components.items():
+                if isinstance(part, torch.nn.Module):
+                    modules[f"{name}.{sub}"] = part
+    return modules
+
+
+def nbytes(components: Components) -> int:
+    """Bytes held by the parameters and buffers of every module in ``components``."""
+    total = 0
+    for module in torch_modules(components).values():
+        for tensor in list(module.parameters()) + list(module.buffers()):
+            total += tensor.numel() * tensor.element_size()
+    return total
