@@ -1,13 +1,8 @@
 """Settings: one dataclass, read from the environment (``MMSTUDIO_*``), in one place.
 
-| variable | meaning | default |
-| --- | --- | --- |
-| ``MMSTUDIO_OFFLINE`` | never reach the hub; hub models must already be in the local cache | ``HF_HUB_OFFLINE`` |
-| ``MMSTUDIO_DEVICE`` | ``auto``, ``cpu``, ``cuda`` or a list such as ``cuda:0,cuda:1`` | ``auto`` |
-| ``MMSTUDIO_MAX_MEMORY`` | memory budget of loaded models, e.g. ``6GB``, ``512MiB`` | ``8GB`` |
-| ``MMSTUDIO_ASSETS`` | folder holding ``models/`` and ``examples/`` | ``<repo>/assets`` |
-| ``MMSTUDIO_DEFAULT_MODELS`` | default model per task, ``task=id,...`` | embedded models |
-| ``MMSTUDIO_HUB_CACHE`` | Hugging Face cache folder for hub weights | ``HF_HUB_CACHE`` / ``HF_HOME`` |
+README.md documents each variable:
+
+OFFLINE, DEVICE, MAX_MEMORY, ASSETS, DEFAULT_MODELS and HUB_CACHE, each prefixed MMSTUDIO_.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
-"""Device discovery, dtype choice, and the placement plan that the manager carries out with Accelerate.
+"""Device discovery, dtype choice, and the placement plan that the manager carries out.
 
-``plan_placement`` is a pure function of the devices and the model's size, so the policy for 0, 1 and
-many GPUs is testable on a machine with none:
+``plan_placement`` is a pure function of the devices and the model's size, so the policy for 0, 1
+and many GPUs is testable on a machine with none:
 - no GPU -> the CPU, float32;
 - one GPU -> that GPU, bf16 where the GPU supports it, else fp16;
 - several GPUs, model fits on one (with headroom) -> one replica per GPU that has room, so that

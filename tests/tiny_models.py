@@ -145,7 +145,7 @@ def make_stable_diffusion(folder: Path) -> Path:
     CLIPTextModel(config).save_pretrained(folder / "text_encoder", safe_serialization=True)
     _write_clip_tokenizer(folder / "tokenizer")
     EulerDiscreteScheduler().save_pretrained(folder / "scheduler")
-    index = {"_class_name": "StableDiffusionPipeline", "unet": ["diffusers", "UNet2DConditionModel"]}
+    index = {"_class_name": "StableDiffusionPipeline"}
     (folder / "model_index.json").write_text(json.dumps(index))
     return folder
 

@@ -1,8 +1,8 @@
 """The catalog: what models exist, where their weights come from, and whether they can load here.
 
 Records live in ``models.toml`` beside this file. An embedded model's weights are a folder under
-``Settings.assets``; a hub model's are a Hugging Face repo (+ revision, optional subfolder), resolved
-to a local snapshot folder before the same loader reads it, so both sources run the same code.
+``Settings.assets``; a hub model's are a Hugging Face repo (+ revision, optional subfolder),
+resolved to a local snapshot folder before the same loader reads it: both sources run one code.
 """
 
 from __future__ import annotations
@@ -224,5 +224,6 @@ def download_snapshot(spec: ModelSpec, cache_dir: Path | None = None) -> Path:
             )
         )
     except Exception as exc:  # network errors come in many types; the reason is what matters
-        raise ModelUnavailable(spec.id, f"download from the Hugging Face Hub failed: {exc}") from exc
+        reason = f"download from the Hugging Face Hub failed: {exc}"
+        raise ModelUnavailable(spec.id, reason) from exc
     return folder / spec.subfolder if spec.subfolder else folder

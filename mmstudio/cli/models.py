@@ -1,4 +1,4 @@
-"""`python -m mmstudio models`: the catalog with availability and reasons; `download` for hub weights."""
+"""`python -m mmstudio models`: the catalog, availability and reasons; `download`: hub weights."""
 
 from __future__ import annotations
 
@@ -48,8 +48,8 @@ def run_download(args: argparse.Namespace) -> int:
     manager = _manager()
     spec = manager.catalog.get(args.model_id)
     if spec.source != "hub":
-        raise UserError(f"'{spec.id}' is embedded; its weights ship in assets/, nothing to download")
+        raise UserError(f"'{spec.id}' is embedded; its weights ship in assets/")
     if manager.settings.offline:
-        raise UserError("offline mode is on (HF_HUB_OFFLINE / MMSTUDIO_OFFLINE); unset it to download")
+        raise UserError("offline mode is on (HF_HUB_OFFLINE / MMSTUDIO_OFFLINE); unset it first")
     print(download_snapshot(spec, manager.settings.hub_cache))
     return 0

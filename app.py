@@ -1,0 +1,14 @@
+"""Spaces entry point: build the studio and serve it (GRADIO_SERVER_NAME / GRADIO_SERVER_PORT)."""
+
+import os
+
+from mmstudio.manager import ModelManager
+from mmstudio.ui import LAUNCH_KWARGS, build_app
+
+if __name__ == "__main__":
+    app = build_app(ModelManager())
+    app.queue(default_concurrency_limit=4).launch(
+        server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
+        server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
+        **LAUNCH_KWARGS,
+    )

@@ -1,0 +1,64 @@
+"""The studio's UI: ``build_app(manager)`` assembles one tab per module of this package.
+
+Each tab module exposes ``build(manager)``, which creates its components inside the ``gr.Tab`` that
+``build_app`` opens. A tab whose module has not been written yet says plainly what is coming.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from mmstudio.manager import ModelManager
+from mmstudio.ui.common import CSS, THEME, gr  # sets the no-analytics environment before gradio
+
+TITLE = "mmstudio"
+
+# (tab label, module in mmstudio.ui, what is coming while the module is not there yet)
+TABS: list[tuple[str, str, str]] = [
+    ("Tokenize (VQ)", "tab_tokenize",
+     "An image becomes a grid of codebook tokens and back: VQ-VAE and VQGAN trained on shapes, "
+     "the token grid, the codebook browser, token editing, and aMUSEd's VQGAN."),
+    ("Diffusion", "tab_diffusion",
+     "Noise becomes an image one step at a time: x_t, the predicted clean image and the "
+     "predicted noise at every step, the forward process, schedulers and guidance; a U-Net "
+     "trained on shapes and Stable Diffusion / SD-Turbo."),
+    ("DiT", "tab_dit", "Sampling with a Diffusion Transformer, step by step: DiT-XL-2-256."),
+    ("Audio & Video", "tab_audio_video",
+     "Sound and motion: spectrograms denoised step by step (AudioLDM 2), neural audio codec "
+     "tokens (EnCodec), and text-to-video frames."),
+    ("Similarity", "tab_similarity",
+     "Text and images in one embedding space: similarity matrix, zero-shot classification, "
+     "retrieval and a map of the space, with a CLIP trained on shapes and OpenCLIP ViT-B-32."),
+    ("Worlds", "tab_worlds", "The procedural worlds the embedded models learn from."),
+    ("Models", "tab_models", "The model catalog."),
+]
+
+LAUNCH_KWARGS: dict[str, Any] = {"theme": THEME, "css": CSS, "show_error": True}
+
+
+def _tab_module(name: str) -> Any | None:
+    try:
+        return importlib.import_module(f"mmstudio.ui.{name}")
+    except ModuleNotFoundError as exc:
+        if exc.name != f"mmstudio.ui.{name}":
+            raise  # a real missing dependency inside the module must not be hidden
+        return None
+
+
+def build_app(manager: ModelManager) -> gr.Blocks:
+    mode = ("embedded models, offline" if manager.settings.offline
+            else "embedded models; hub models load on demand")
+    with gr.Blocks(title=TITLE, analytics_enabled=False) as app:
+        gr.Markdown(
+            "# mmstudio\nLook inside multimodal generative models: tokens, denoising steps, "
+            f"embeddings. Running on {mode}."
+        )
+        for label, module_name, coming in TABS:
+            module = _tab_module(module_name)
+            with gr.Tab(label):
+                if module is None:
+                    gr.Markdown(f"**Coming next.** {coming}")
+                else:
+                    module.build(manager)
+    return app

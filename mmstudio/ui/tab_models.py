@@ -1,0 +1,85 @@
+"""Models tab: the catalog, what can load here and why not, what is loaded where; load/unload."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gradio as gr
+
+from mmstudio.manager import ModelManager
+from mmstudio.ui.common import explain, user_errors
+
+COLUMNS = ["model", "tasks", "source", "available", "loaded on", "memory (MB)", "license",
+           "metrics", "reason"]
+
+
+def _metrics_text(metrics: dict[str, Any]) -> str:
+    flat = [f"{k}={v}" for k, v in metrics.items() if isinstance(v, (int, float, str))]
+    return ", ".join(flat[:4])
+
+
+def catalog_rows(manager: ModelManager) -> list[list[Any]]:
+    return [
+        [
+            row["id"], ", ".join(row["tasks"]), row["source"], "yes" if row["available"] else "no",
+            row["placement"] or "-", row["memory_mb"], row["license"],
+            _metrics_text(row["metrics"]), row["reason"],
+        ]
+        for row in manager.status()
+    ]
+
+
+def summary(manager: ModelManager) -> str:
+    settings = manager.settings
+    devices = ", ".join(d.name for d in manager.devices)
+    used = manager.memory_used() / 2**20
+    budget = settings.max_memory / 2**20
+    mode = "offline" if settings.offline else "online (hub models download on first use)"
+    return (f"**Devices:** {devices} · **Mode:** {mode} · **Loaded:** {used:.1f} MB of a "
+            f"{budget:,.0f} MB budget (`MMSTUDIO_MAX_MEMORY`)")
+
+
+def build(manager: ModelManager) -> None:
+    explain(
+        "Every model the studio knows. **Embedded** models are small ones trained on the "
+        "procedural worlds and shipped with the studio; **hub** models are real checkpoints that "
+        "load on demand (best on a GPU). Models load lazily the first time a tab needs them and "
+        "are evicted least-recently-used when the memory budget is reached. *available* says "
+        "whether the weights can be had here, and *reason* says why not."
+    )
+    info = gr.Markdown(summary(manager))
+    table = gr.Dataframe(
+        value=catalog_rows(manager), headers=COLUMNS, interactive=False, wrap=True,
+        label="Catalog", column_widths=["18%", "8%", "7%", "6%", "10%", "6%", "8%", "12%", "25%"],
+    )
+    with gr.Row():
+        choice = gr.Dropdown(
+            [spec.id for spec in manager.catalog], label="Model", scale=3,
+            value=next(iter(manager.catalog)).id,
+        )
+        load = gr.Button("Load", variant="primary", scale=1)
+        unload = gr.Button("Unload", scale=1)
+        refresh = gr.Button("Refresh", scale=1)
+    message = gr.Markdown()
+
+    def refreshed(text: str = "") -> tuple[str, list[list[Any]], str]:
+        return summary(manager), catalog_rows(manager), text
+
+    @user_errors
+    def on_load(model_id: str, progress: gr.Progress = gr.Progress()) -> tuple:  # noqa: B008
+        if not model_id:
+            raise gr.Error("Choose a model first.")
+        progress(0.1, desc=f"loading {model_id}")
+        model = manager.get(model_id)
+        return refreshed(f"Loaded **{model_id}** on {model.device} ({model.dtype}) in "
+                         f"{model.load_seconds:.2f} s, {model.nbytes / 2**20:.1f} MB.")
+
+    @user_errors
+    def on_unload(model_id: str) -> tuple:
+        done = manager.unload(model_id)
+        return refreshed(f"Unloaded **{model_id}**." if done else f"**{model_id}** was not loaded.")
+
+    outputs = [info, table, message]
+    load.click(on_load, choice, outputs, api_name="models_load")
+    unload.click(on_unload, choice, outputs, api_name="models_unload")
+    refresh.click(lambda: refreshed(), None, outputs, api_name="models_status")
