@@ -117,6 +117,7 @@ def _write_clip_tokenizer(folder: Path) -> None:
     vocab_list = symbols + [s + "</w>" for s in symbols] + ["<|startoftext|>", "<|endoftext|>"]
     (folder / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(vocab_list)}))
     (folder / "merges.txt").write_text("#version: 0.2\n")
+    (folder / "tokenizer_config.json").write_text(json.dumps({"model_max_length": 77}))
 
 
 def make_stable_diffusion(folder: Path) -> Path:
@@ -159,3 +160,25 @@ def install_in_hub_cache(folder: Path, repo_id: str, cache_dir: Path) -> Path:
     snapshot.parent.mkdir(parents=True, exist_ok=True)
     folder.rename(snapshot)
     return snapshot
+
+
+def make_pixel_unet(folder: Path, text_encoder_id: str, cross_attention_dim: int = 32) -> Path:
+    """Our pixel-space text-to-image folder: unet/, scheduler/, text_encoder.json."""
+    from diffusers import DDPMScheduler, UNet2DConditionModel
+
+    torch.manual_seed(0)
+    UNet2DConditionModel(
+        sample_size=32,
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+        block_out_channels=(8, 16),
+        layers_per_block=1,
+        cross_attention_dim=cross_attention_dim,
+        attention_head_dim=4,
+        norm_num_groups=4,
+    ).save_pretrained(folder / "unet", safe_serialization=True)
+    DDPMScheduler(beta_schedule="squaredcos_cap_v2").save_pretrained(folder / "scheduler")
+    (folder / "text_encoder.json").write_text(json.dumps({"model_id": text_encoder_id}))
+    return folder

