@@ -44,6 +44,7 @@ class DenoiseSettings:
     seed: int = 0
     scheduler: str = "ddim"
     n: int = 1  # images per prompt; image k of prompt p uses seed + p * n + k
+    image_seeds: tuple[int, ...] = ()  # explicit seed per image instead (len = prompts x n)
 
     def validated(self) -> DenoiseSettings:
         """The settings, or a ``UserError`` saying which one is out of range and what is allowed."""
@@ -69,6 +70,9 @@ class DenoiseSettings:
         if n != int(n) or not 1 <= n * len(self.prompts) <= MAX_BATCH:
             raise UserError(f"at most {MAX_BATCH} images per run (prompts x n), not "
                             f"{len(self.prompts)} x {self.n}")
+        if self.image_seeds and (len(self.image_seeds) != len(self.prompts) * int(n)
+                                 or any(s < 0 for s in self.image_seeds)):
+            raise UserError("give one seed (0 or more) per image")
         if self.scheduler not in SCHEDULERS:
             raise UserError(f"unknown scheduler '{self.scheduler}'; choose one of: "
                             f"{', '.join(SCHEDULERS)}")
@@ -76,6 +80,8 @@ class DenoiseSettings:
 
     @property
     def seeds(self) -> list[int]:
+        if self.image_seeds:
+            return list(self.image_seeds)
         return [self.seed + i for i in range(len(self.prompts) * self.n)]
 
     @property

@@ -1,0 +1,140 @@
+"""Measure ``shapes-unet`` with the shapes analyzer (WORLDS.md "Evaluation").
+
+- adherence: share of generated images whose analysed attributes equal every attribute of the
+  full caption that prompted them, over ``--n`` prompts cycling through all combinations (held-out
+  colour/shape pairs included and reported apart);
+- per-attribute accuracy, to see what the model gets wrong;
+- diversity: for a caption that leaves position and size free, how many of the 5 positions and 2
+  sizes ``--diversity-seeds`` seeds cover.
+
+    python -m mmstudio eval shapes-unet [--n 500] [--steps 25] [--guidance G] [--write]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+TARGETS = {"adherence": 0.90, "adherence_held_out": 0.60, "positions_covered": 4,
+           "sizes_covered": 2}
+DIVERSITY_CAPTION = "a red circle on a black background"
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m mmstudio eval shapes-unet")
+    parser.add_argument("--n", type=int, default=500)
+    parser.add_argument("--steps", type=int, default=25)
+    parser.add_argument("--guidance", type=float, default=None, help="default: the catalog's")
+    parser.add_argument("--scheduler", default="ddim")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--batch", type=int, default=50)
+    parser.add_argument("--diversity-seeds", type=int, default=50)
+    parser.add_argument("--threads", type=int, default=0, help="0: torch's default")
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--write", action="store_true", help="store metrics.json in the model")
+    return parser.parse_args(argv)
+
+
+def evaluate(manager: Any, model_id: str, args: argparse.Namespace) -> dict[str, Any]:
+    from mmstudio.pipelines.denoise import DenoiseSettings, denoiser_for, run
+    from mmstudio.worlds import shapes
+    from mmstudio.worlds.common import adherence, attribute_hits
+    from mmstudio.worlds.datasets import eval_attrs
+
+    spec = manager.catalog.get(model_id)
+    guidance = spec.guidance if args.guidance is None else args.guidance
+    denoiser = denoiser_for(manager, model_id)
+    prompts = eval_attrs(shapes, args.n, seed=args.seed + 20_240)
+    hits = {"all": [], "held_out": [], "seen": []}
+    per_field: dict[str, list[bool]] = {f: [] for f in shapes.FIELDS}
+    start = time.perf_counter()
+    for begin in range(0, len(prompts), args.batch):
+        chunk = prompts[begin: begin + args.batch]
+        settings = DenoiseSettings(tuple(shapes.caption(a) for a in chunk), steps=args.steps,
+                                   guidance=guidance, seed=args.seed + begin,
+                                   scheduler=args.scheduler)
+        result = run(denoiser, settings)
+        for attrs, image in zip(chunk, result.images, strict=True):
+            described = shapes.describe(image)
+            ok = adherence(attrs, described)
+            hits["all"].append(ok)
+            hits["held_out" if shapes.is_held_out(attrs) else "seen"].append(ok)
+            for field, hit in attribute_hits(attrs, described).items():
+                per_field[field].append(hit)
+    seconds = time.perf_counter() - start
+
+    free = DenoiseSettings((DIVERSITY_CAPTION,), steps=args.steps, guidance=guidance,
+                           seed=args.seed + 1_000_000, n=args.diversity_seeds,
+                           scheduler=args.scheduler)
+    described = [shapes.describe(image) for image in run(denoiser, free).images]
+    positions = Counter(d.position for d in described if d.position)
+    sizes = Counter(d.size for d in described if d.size)
+
+    def share(values: list[bool]) -> float | None:
+        return round(float(np.mean(values)), 4) if values else None
+
+    return {
+        "model": model_id,
+        "samples": len(hits["all"]),
+        "held_out_samples": len(hits["held_out"]),
+        "seed": args.seed,
+        "steps": args.steps,
+        "guidance": guidance,
+        "scheduler": args.scheduler,
+        "adherence": share(hits["all"]),
+        "adherence_seen": share(hits["seen"]),
+        "adherence_held_out": share(hits["held_out"]),
+        "attribute_accuracy": {f: share(v) for f, v in per_field.items()},
+        "diversity_caption": DIVERSITY_CAPTION,
+        "diversity_seeds": args.diversity_seeds,
+        "positions_covered": len(positions),
+        "sizes_covered": len(sizes),
+        "position_counts": dict(positions),
+        "size_counts": dict(sizes),
+        "seconds": round(seconds, 1),
+        "targets": TARGETS,
+    }
+
+
+def passed(metrics: dict[str, Any]) -> dict[str, bool]:
+    return {key: metrics[key] is not None and metrics[key] >= target
+            for key, target in TARGETS.items()}
+
+
+def main(model_id: str, argv: list[str]) -> int:
+    import torch
+
+    from mmstudio.manager import ModelManager
+
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    manager = ModelManager()
+    metrics = evaluate(manager, model_id, args)
+    metrics["passed"] = passed(metrics)
+    if args.write:
+        folder = manager.catalog.resolve(model_id)
+        Path(folder, "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    if args.json:
+        print(json.dumps(metrics, indent=2))
+    else:
+        print(f"{model_id}: {metrics['samples']} prompts, seed {metrics['seed']}, "
+              f"{metrics['steps']} {metrics['scheduler']} steps, guidance {metrics['guidance']}")
+        print(f"  adherence            {metrics['adherence']:.1%} (target 90%)")
+        print(f"  adherence, seen      {metrics['adherence_seen']:.1%}")
+        held = metrics["adherence_held_out"]
+        print(f"  adherence, held out  {held:.1%} over {metrics['held_out_samples']} "
+              "(target 60%)" if held is not None else "  adherence, held out  -")
+        for field, value in metrics["attribute_accuracy"].items():
+            print(f"  {field:<20} {value:.1%}")
+        print(f"  diversity: '{DIVERSITY_CAPTION}' x {metrics['diversity_seeds']} seeds covers "
+              f"{metrics['positions_covered']}/5 positions, {metrics['sizes_covered']}/2 sizes")
+        print(f"  {'all targets met' if all(metrics['passed'].values()) else 'targets missed: '}"
+              + ", ".join(k for k, ok in metrics["passed"].items() if not ok))
+    return 0

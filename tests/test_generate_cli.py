@@ -1,0 +1,67 @@
+"""`python -m mmstudio generate` end to end on tiny models in a temporary assets folder."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from mmstudio.cli import main
+from tests import tiny_models
+
+
+@pytest.fixture
+def tiny_assets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    assets = tmp_path / "assets"
+    tiny_models.make_open_clip(assets / "models" / "shapes-clip")
+    tiny_models.make_pixel_unet(assets / "models" / "shapes-unet", "shapes-clip")
+    monkeypatch.setenv("MMSTUDIO_ASSETS", str(assets))
+    return assets
+
+
+def test_generate_many_prompts_batched_with_trace(tiny_assets: Path, tmp_path: Path) -> None:
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a red circle\n\na blue cross on a gray background\n")
+    out = tmp_path / "out"
+    code = main(["generate", "--model", "shapes-unet", "--prompt", "a green square",
+                 "--prompts", str(prompts), "--steps", "3", "--guidance", "2", "--seed", "5",
+                 "--n", "2", "--batch", "4", "--out", str(out), "--trace"])
+    assert code == 0
+    record = json.loads((out / "generate.json").read_text())
+    assert record["resolution"] == 32 and record["steps"] == 3
+    images = record["images"]
+    assert [(r["prompt"], r["seed"]) for r in images] == [
+        ("a green square", 5), ("a green square", 6), ("a red circle", 5), ("a red circle", 6),
+        ("a blue cross on a gray background", 5), ("a blue cross on a gray background", 6)]
+    for r in images:
+        assert Image.open(out / r["file"]).size == (32, 32)
+        assert len(list((out / r["trace"]).glob("*_x0.png"))) == 3
+    # The same prompt and seed alone gives the same image as inside the batch.
+    alone = tmp_path / "alone"
+    assert main(["generate", "--model", "shapes-unet", "--prompt", "a red circle", "--steps",
+                 "3", "--guidance", "2", "--seed", "6", "--out", str(alone)]) == 0
+    a = np.asarray(Image.open(alone / "p000_s6.png"))
+    b = np.asarray(Image.open(out / "p001_s6.png"))
+    assert np.array_equal(a, b)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--steps", "0"], "steps must be a whole number"),
+        (["--guidance", "-5"], "guidance must be between 0 and 30"),
+        (["--guidance", "nan"], "guidance must be a finite number"),
+        (["--prompt", "x" * 10_000], "characters long"),
+    ],
+)
+def test_generate_bad_input_is_one_line(tiny_assets: Path, tmp_path: Path, argv: list[str],
+                                        message: str, capsys: pytest.CaptureFixture) -> None:
+    base = ["generate", "--model", "shapes-unet", "--out", str(tmp_path / "o")]
+    if "--prompt" not in argv:
+        base += ["--prompt", "a red circle"]
+    assert main(base + argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and "\n" not in err and err.startswith("error: ")
