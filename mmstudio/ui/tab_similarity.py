@@ -1,0 +1,413 @@
+"""The Similarity tab: images and texts in one CLIP embedding space.
+
+``build(manager)`` fills the enclosing ``gr.Tab``. The work is done by ``mmstudio.pipelines.align``
+(no gradio); the handlers here collect the inputs, call it and draw matplotlib figures.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+from matplotlib.offsetbox import AnnotationBbox, OffsetImage
+
+from mmstudio.errors import UserError
+from mmstudio.manager import ModelManager
+from mmstudio.pipelines import align
+from mmstudio.ui.common import explain, gr, upscale, user_errors
+from mmstudio.worlds import shapes
+
+INTRO = """\
+### What you are seeing
+A CLIP model has two encoders, one for images and one for texts, trained together so that an image
+and its caption land on nearby points of one shared space (each embedding is a unit vector; their
+dot product is the **cosine similarity**). Images are rendered from the captions on the left (or
+uploaded); the texts on the right are compared with every image.
+
+- **Similarity matrix**: cosine similarity of each image (row) with each text (column).
+- **Softmax over texts**: for each image, the texts compete: logits = cosine x the model's
+  **logit scale** (a temperature CLIP learns during training; the larger it is, the more decisive
+  the choice), turned into probabilities that sum to one along the row. This is how CLIP answers
+  "which of these texts describes this image?" without being trained for the question.
+- **Zero-shot classification**: the same softmax for one image, over one prompt per class (several
+  prompts averaged per class for the shapes attributes).
+- **Retrieval**: the opposite direction: one text ranks a gallery of images.
+- **Map**: the embeddings projected on their two main directions (PCA), each image joined to the
+  text it matches best. Images and texts form two clouds (the *modality gap*); matching pairs sit
+  at the same place within their clouds.
+
+`shapes-clip` was trained here on the shapes world (it knows only its 28 words); OpenCLIP ViT-B-32
+reads any English, when its weights are available.
+"""
+
+DEFAULT_CAPTIONS = """\
+a small red circle in the top left on a black background
+a large blue square on a gray background
+a green triangle in the bottom right
+a large white cross in the center on a navy background
+a small yellow circle in the top right on a darkgreen background
+a purple square in the bottom left"""
+
+DEFAULT_TEXTS = """\
+a red circle
+a blue square
+a green triangle
+a white cross
+a yellow circle
+a purple square
+a red square
+a blue circle"""
+
+EXAMPLES = [
+    [DEFAULT_CAPTIONS, DEFAULT_TEXTS],
+    ["a purple triangle\na cyan cross\na yellow square\na purple circle\na cyan square",
+     "a purple triangle\na cyan cross\na yellow square\na purple circle\na cyan square\n"
+     "a yellow triangle\na purple cross"],
+    ["a large orange circle in the top left\na large orange circle in the top right\n"
+     "a large orange circle in the center\na large orange circle in the bottom left\n"
+     "a large orange circle in the bottom right",
+     "an orange circle in the top left\nan orange circle in the top right\n"
+     "an orange circle in the center\nan orange circle in the bottom left\n"
+     "an orange circle in the bottom right"],
+    ["a small cyan triangle on a black background\na large cyan triangle on a gray background\n"
+     "a small white square on a navy background\na large white square on a darkgreen background",
+     "a small cyan triangle\na large cyan triangle\na small white square\na large white square\n"
+     "a cyan triangle on a gray background\na white square on a navy background"],
+]
+
+CUSTOM = "the texts above"
+CLASS_SETS = align.shapes_class_sets()
+CLASS_CHOICES = [("the texts above (one class each)", CUSTOM)] + [
+    (f"shapes {name} ({len(c)} classes"
+     + (", 32 prompts each)" if name != "color x shape" else ")"), name)
+    for name, c in CLASS_SETS.items()
+]
+GALLERY_CHOICES = [("your images", "yours"),
+                   ("your images + 48 shapes renders", "yours+shapes")]
+SHAPES_GALLERY = 48
+TOP_K = 8
+MAX_LABEL = 34
+ANNOTATE_CELLS = 400
+
+
+# ------------------------------------------------------------------------------------ inputs
+def _short(text: str, width: int = MAX_LABEL) -> str:
+    return text if len(text) <= width else text[: width - 1] + "\u2026"
+
+
+def collect_images(captions: str | None, seed: float | None, files: list | None
+                   ) -> tuple[list[Any], list[str]]:
+    """Images rendered from the caption lines, then the uploaded files; with a label each."""
+    if seed is None or float(seed) != int(seed) or not 0 <= int(seed) < 2**31:
+        raise UserError("the seed must be a whole number between 0 and 2147483647")
+    lines = [line.strip() for line in (captions or "").splitlines() if line.strip()]
+    files = [f if isinstance(f, str) else getattr(f, "name", f) for f in (files or [])]
+    if len(lines) + len(files) > align.MAX_IMAGES:
+        raise UserError(f"{len(lines) + len(files)} images given; at most {align.MAX_IMAGES} "
+                        "are compared at once")
+    sources: list[Any] = []
+    labels: list[str] = []
+    for i, line in enumerate(lines, 1):
+        if len(line) > align.MAX_TEXT_CHARS:
+            raise UserError(f"caption line {i} has {len(line):,} characters; at most "
+                            f"{align.MAX_TEXT_CHARS}")
+        try:
+            attrs = shapes.parse(line)
+        except UserError as exc:
+            raise UserError(f"caption line {i}: {exc}") from None
+        sources.append(shapes.render(attrs, np.random.default_rng([int(seed), i])))
+        labels.append(line)
+    for path in files:
+        sources.append(path)
+        labels.append(Path(str(path)).name)
+    return sources, labels
+
+
+def model_choices(manager: ModelManager) -> list[tuple[str, str]]:
+    choices = []
+    for spec in manager.catalog:
+        if "similarity" not in spec.tasks:
+            continue
+        available = manager.catalog.availability(spec.id).available
+        choices.append((spec.id if available else f"{spec.id} (not available here)", spec.id))
+    return choices
+
+
+# ------------------------------------------------------------------------------------ figures
+def _thumb(image: np.ndarray, size: int) -> OffsetImage:
+    return OffsetImage(upscale(image, 64), zoom=size / 64, interpolation="nearest")
+
+
+def matrix_figure(result: align.Comparison, labels: list[str]) -> Figure:
+    """Cosine heatmap and per-image softmax heatmap, side by side. Values are written in the
+    cells up to ``ANNOTATE_CELLS`` cells (beyond, they are in the Numbers table: drawing thousands
+    of labels would take seconds); each image's best text is boxed."""
+    sim = result.sim
+    n, m = sim.cosine.shape
+    annotate = n * m <= ANNOTATE_CELLS
+    thumbs = n <= 16
+    row = 0.42 if n <= 16 else max(0.14, 7.0 / n)
+    col = 0.52 if annotate else max(0.22, 6.0 / m)
+    fig = Figure(figsize=(max(9.0, 2 * (2.3 + m * col)), max(3.4, 2.0 + n * row)), dpi=90,
+                 layout="constrained")
+    axes = fig.subplots(1, 2)
+    bound = max(0.25, float(np.abs(sim.cosine).max()))
+    panels = [(sim.cosine, "cosine similarity", "RdBu_r", -bound, bound),
+              (sim.probs, f"softmax over texts per image (logit scale {sim.logit_scale:.1f})",
+               "viridis", 0.0, 1.0)]
+    best = sim.probs.argmax(1)
+    for ax, (values, title, cmap, lo, hi) in zip(axes, panels, strict=True):
+        image = ax.imshow(values, cmap=cmap, vmin=lo, vmax=hi, aspect="auto",
+                          interpolation="nearest")
+        ax.set_title(title, fontsize=10)
+        ax.set_xticks(range(m), [_short(t, 26) for t in sim.texts], rotation=40, ha="right",
+                      fontsize=8 if m <= 24 else 6)
+        ax.set_yticks(range(n), [f"{i + 1}" if thumbs else _short(f"{i + 1} {lab}", 24)
+                                 for i, lab in enumerate(labels)], fontsize=8 if n <= 24 else 6)
+        if annotate:
+            rgba = image.cmap(image.norm(values))  # (n, m, 4)
+            light = rgba[..., :3] @ np.array([0.299, 0.587, 0.114]) > 0.55
+            for i in range(n):
+                for j in range(m):
+                    ax.text(j, i, f"{values[i, j]:.2f}", ha="center", va="center", fontsize=7.5,
+                            color="black" if light[i, j] else "white")
+        for i, j in enumerate(best):
+            ax.add_patch(_box(j, i))
+        fig.colorbar(image, ax=ax, shrink=0.8, pad=0.01)
+    if thumbs:
+        for i, image in enumerate(result.images):
+            ab = AnnotationBbox(_thumb(image.array, 22), (0, i), xybox=(-30, 0),
+                                xycoords=("axes fraction", "data"), boxcoords="offset points",
+                                frameon=False, annotation_clip=False)
+            axes[0].add_artist(ab)
+    axes[0].set_ylabel("image", labelpad=34 if thumbs else 4)
+    return fig
+
+
+def _box(x: int, y: int) -> Any:
+    from matplotlib.patches import Rectangle
+
+    return Rectangle((x - 0.5, y - 0.5), 1, 1, fill=False, edgecolor="#ff3d7f", linewidth=1.6)
+
+
+def zero_shot_figure(z: align.ZeroShot, image: np.ndarray, label: str, scale: float) -> Figure:
+    """Horizontal bars of the class probabilities (top 10), best on top, with the image."""
+    ranked = z.ranked[:10]
+    fig = Figure(figsize=(6.4, 0.5 + 0.36 * max(4, len(ranked))), dpi=96, layout="constrained")
+    ax = fig.subplots()
+    names = [_short(name, 30) for name, _ in ranked][::-1]
+    values = [p for _, p in ranked][::-1]
+    colors = ["#cbd2ff"] * (len(ranked) - 1) + ["#4f46e5"]
+    bars = ax.barh(names, values, color=colors)
+    for bar, v in zip(bars, values, strict=True):
+        ax.text(min(v + 0.01, 0.86), bar.get_y() + bar.get_height() / 2, f"{v:.1%}",
+                va="center", fontsize=8)
+    ax.set_xlim(0, 1)
+    ax.set_xlabel(f"probability (softmax over {len(z.labels)} classes, logit scale {scale:.1f})")
+    ax.set_title(_short(f"zero-shot: {label}", 60), fontsize=10)
+    ax.tick_params(axis="y", labelsize=8)
+    ab = AnnotationBbox(_thumb(image, 56), (0.93, 0.2), xycoords="axes fraction", frameon=True)
+    ax.add_artist(ab)
+    return fig
+
+
+def map_figure(result: align.Comparison) -> Figure:
+    """PCA map: image thumbnails, text markers with labels, each image joined to its best text."""
+    emap = result.map
+    fig = Figure(figsize=(9.5, 6.2), dpi=96, layout="constrained")
+    ax = fig.subplots()
+    for i, j in emap.pairs:
+        (x0, y0), (x1, y1) = emap.images[i], emap.texts[j]
+        ax.plot([x0, x1], [y0, y1], color="#9aa0c8", linewidth=1, linestyle="--", zorder=1)
+    ax.scatter(emap.images[:, 0], emap.images[:, 1], s=10, color="#4f46e5", label="image",
+               zorder=2)
+    ax.scatter(emap.texts[:, 0], emap.texts[:, 1], s=46, marker="D", color="#e8590c",
+               label="text", zorder=3)
+    zoom = 26 if len(result.images) <= 24 else 16
+    for image, (x, y) in zip(result.images, emap.images, strict=True):
+        ax.add_artist(AnnotationBbox(_thumb(image.array, zoom), (x, y), frameon=True,
+                                     pad=0.1, zorder=4))
+    for text, (x, y) in zip(result.texts, emap.texts, strict=True):
+        ax.annotate(_short(text, 28), (x, y), xytext=(5, 4), textcoords="offset points",
+                    fontsize=8, color="#b3470a", zorder=5)
+    points = np.concatenate([emap.images, emap.texts])
+    span = np.ptp(points, axis=0) + 1e-6
+    lo, hi = points.min(0) - 0.12 * span, points.max(0) + 0.12 * span
+    ax.set_xlim(lo[0], hi[0])
+    ax.set_ylim(lo[1], hi[1])
+    ax.set_xlabel(f"PC 1 ({emap.explained[0]:.0%} of the variance)")
+    ax.set_ylabel(f"PC 2 ({emap.explained[1]:.0%} of the variance)")
+    ax.set_title("image and text embeddings (PCA); dashed: image -> its most similar text",
+                 fontsize=10)
+    ax.legend(loc="best", fontsize=8)
+    ax.grid(alpha=0.25)
+    return fig
+
+
+# ------------------------------------------------------------------------------------ handlers
+class SimilarityTab:
+    """The tab's handlers around one manager and one session-wide embedding cache."""
+
+    def __init__(self, manager: ModelManager) -> None:
+        self.manager = manager
+        self.cache = align.EmbeddingCache()
+        self._gallery: list[tuple[np.ndarray, str]] | None = None
+
+    def _run(self, model_id: str, captions: str | None, seed: float | None, files: list | None,
+             texts: str | None) -> tuple[align.Comparison, list[str], align.ClipModel]:
+        if not model_id:
+            raise UserError("choose a model")
+        if not (texts or "").strip():
+            raise UserError("no texts given: write at least one text (one per line)")
+        align.check_texts(texts or "")
+        sources, labels = collect_images(captions, seed, files)
+        if not sources:
+            raise UserError("no images given: write captions to render, upload images or "
+                            "pick an example")
+        with self.manager.use(model_id) as loaded:
+            clip = align.ClipModel.from_loaded(loaded)
+            result = align.compare(clip, sources, (texts or "").splitlines(), self.cache)
+        return result, labels, clip
+
+    def compare(self, model_id: str, captions: str | None, seed: float | None,
+                files: list | None, texts: str | None, class_set: str, gallery: str
+                ) -> tuple:
+        result, labels, clip = self._run(model_id, captions, seed, files, texts)
+        sim = result.sim
+        lines = [f"**{len(result.images)} images x {len(result.texts)} texts** with "
+                 f"`{result.model_id}`. Logit scale **{sim.logit_scale:.1f}**: "
+                 f"probabilities = softmax over the texts of {sim.logit_scale:.1f} x cosine. "
+                 "Pink boxes mark each image's best text."]
+        lines += [f"- {note}" for note in result.notes]
+        preview = [(upscale(im.array, 128), f"{i + 1}. {_short(lab, 40)}")
+                   for i, (im, lab) in enumerate(zip(result.images, labels, strict=True))]
+        image_choices = [(f"{i + 1}. {_short(lab, 50)}", i) for i, lab in enumerate(labels)]
+        query_choices = [(_short(t, 60), i) for i, t in enumerate(result.texts)]
+        data = {"model": result.model_id, "images": labels, **sim.to_dict()}
+        zs_fig = self._zero_shot(clip, result, labels, 0, class_set)
+        ret = self._retrieve(clip, result, labels, 0, gallery)
+        return (
+            preview,
+            "\n".join(lines),
+            matrix_figure(result, labels),
+            zs_fig,
+            ret,
+            map_figure(result),
+            data,
+            gr.update(choices=image_choices, value=0),
+            gr.update(choices=query_choices, value=0),
+        )
+
+    def _zero_shot(self, clip: align.ClipModel, result: align.Comparison, labels: list[str],
+                   index: int, class_set: str) -> Figure:
+        if class_set == CUSTOM:
+            classes = {t: [t] for t in result.texts}
+        elif class_set in CLASS_SETS:
+            classes = CLASS_SETS[class_set]
+        else:
+            raise UserError(f"unknown class set '{class_set}'")
+        z = align.zero_shot(clip, result.image_emb[index], classes, self.cache)
+        return zero_shot_figure(z, result.images[index].array, f"image {index + 1}, "
+                                f"{labels[index]}", clip.logit_scale)
+
+    def _retrieve(self, clip: align.ClipModel, result: align.Comparison, labels: list[str],
+                  index: int, gallery: str) -> list[tuple[np.ndarray, str]]:
+        images = [im.array for im in result.images]
+        names = list(labels)
+        emb = result.image_emb
+        if gallery == "yours+shapes":
+            if self._gallery is None:
+                self._gallery = align.render_gallery(SHAPES_GALLERY)
+            extra = align.prepare_images([g for g, _ in self._gallery], clip.resolution)
+            images += [im.array for im in extra]
+            names += [caption for _, caption in self._gallery]
+            emb = torch.cat([emb, align.embed_images(clip, extra, self.cache)])
+        ranked = align.retrieve(result.text_emb[index], emb,
+                                result.texts[index], k=TOP_K)
+        return [(upscale(images[g], 128), f"#{r + 1}  cos {s:.3f}")
+                for r, (g, s) in enumerate(zip(ranked.order, ranked.scores, strict=True))]
+
+    def zero_shot(self, model_id: str, captions: str | None, seed: float | None,
+                  files: list | None, texts: str | None, index: int | None, class_set: str
+                  ) -> Figure:
+        result, labels, clip = self._run(model_id, captions, seed, files, texts)
+        index = int(index or 0)
+        if not 0 <= index < len(result.images):
+            raise UserError(f"there is no image {index + 1}; press Compare first")
+        return self._zero_shot(clip, result, labels, index, class_set)
+
+    def retrieve(self, model_id: str, captions: str | None, seed: float | None,
+                 files: list | None, texts: str | None, index: int | None, gallery: str
+                 ) -> list[tuple[np.ndarray, str]]:
+        result, labels, clip = self._run(model_id, captions, seed, files, texts)
+        index = int(index or 0)
+        if not 0 <= index < len(result.texts):
+            raise UserError(f"there is no text {index + 1}; press Compare first")
+        return self._retrieve(clip, result, labels, index, gallery)
+
+
+def build(manager: ModelManager) -> None:
+    """Create the tab's content inside the caller's ``gr.Tab("Similarity")``."""
+    tab = SimilarityTab(manager)
+    default = manager.settings.default_models.get("similarity", "shapes-clip")
+    choices = model_choices(manager)
+    explain(INTRO)
+    with gr.Row():
+        model = gr.Dropdown(choices, value=default if default in [c[1] for c in choices]
+                            else (choices[0][1] if choices else None), label="Model", scale=3)
+        seed = gr.Number(value=0, precision=0, minimum=0, label="Render seed", scale=1)
+    with gr.Row():
+        with gr.Column():
+            captions = gr.Textbox(DEFAULT_CAPTIONS, lines=7, max_lines=20,
+                                  label="Images: rendered from these shapes captions "
+                                  "(one per line)")
+            files = gr.File(file_count="multiple", file_types=["image"],
+                            label="...and/or upload images", height=110)
+        with gr.Column():
+            texts = gr.Textbox(DEFAULT_TEXTS, lines=9, max_lines=20,
+                               label=f"Texts (one per line; at most {align.MAX_TEXTS}, "
+                               f"{align.MAX_TEXT_CHARS} characters each)")
+            button = gr.Button("Compare", variant="primary")
+    gr.Examples(EXAMPLES, [captions, texts], label="Examples (images from captions, texts)")
+    preview = gr.Gallery(label="Images compared", columns=8, height=250, object_fit="contain",
+                         format="png", interactive=False, elem_classes=["mm-pixelated"])
+    summary = gr.Markdown()
+    gr.Markdown("#### Similarity matrix and softmax over texts")
+    matrix = gr.Plot(label="Similarity matrix and softmax over texts", format="png",
+                     show_label=False, elem_id="similarity-matrix")
+    with gr.Row():
+        with gr.Column():
+            gr.Markdown("#### Zero-shot classification of one image")
+            image_index = gr.Dropdown([("1.", 0)], value=0, label="Image")
+            class_set = gr.Dropdown(CLASS_CHOICES, value="color x shape", label="Classes")
+            zs_plot = gr.Plot(label="Zero-shot classification", format="png", show_label=False,
+                              elem_id="similarity-zero-shot")
+        with gr.Column():
+            gr.Markdown("#### Text -> image retrieval")
+            query = gr.Dropdown([("text 1", 0)], value=0, label="Query text")
+            gallery_choice = gr.Radio(GALLERY_CHOICES, value="yours+shapes", label="Search in")
+            results = gr.Gallery(label=f"Top {TOP_K}, best first", columns=4, height=330,
+                                 object_fit="contain", format="png", interactive=False,
+                                 elem_classes=["mm-pixelated"])
+    gr.Markdown("#### Map of the shared embedding space (PCA)")
+    emb_map = gr.Plot(label="Map of the shared embedding space (PCA)", format="png",
+                      show_label=False, elem_id="similarity-map")
+    with gr.Accordion("Numbers (JSON)", open=False):
+        data = gr.JSON(label="cosine, probabilities, logit scale")
+
+    common = [model, captions, seed, files, texts]
+    button.click(user_errors(tab.compare), [*common, class_set, gallery_choice],
+                 [preview, summary, matrix, zs_plot, results, emb_map, data, image_index, query],
+                 api_name="similarity")
+    zs_inputs = [*common, image_index, class_set]
+    image_index.input(user_errors(tab.zero_shot), zs_inputs, zs_plot,
+                      api_name="similarity_zero_shot")
+    class_set.input(user_errors(tab.zero_shot), zs_inputs, zs_plot,
+                    api_name="similarity_zero_shot_classes")
+    ret_inputs = [*common, query, gallery_choice]
+    query.input(user_errors(tab.retrieve), ret_inputs, results, api_name="similarity_retrieve")
+    gallery_choice.input(user_errors(tab.retrieve), ret_inputs, results,
+                         api_name="similarity_retrieve_gallery")
