@@ -32,7 +32,9 @@ log = logging.getLogger("mmstudio.train.unet")
 
 
 def build_unet(channels: tuple[int, ...], cross_attention_dim: int, layers: int = 1):
-    """Full-resolution block without attention, cross-attention at the lower resolutions."""
+    """Full-resolution block without attention, cross-attention at the lower resolutions, and an
+    attention-pooled text embedding added to the timestep embedding ("text" addition embedding):
+    a global path that learns colour, background and size fast, while cross-attention places."""
     from diffusers import UNet2DConditionModel
 
     down = ("DownBlock2D",) + ("CrossAttnDownBlock2D",) * (len(channels) - 1)
@@ -49,6 +51,8 @@ def build_unet(channels: tuple[int, ...], cross_attention_dim: int, layers: int 
         # diffusers' legacy naming: for this class "attention_head_dim" is the number of heads
         attention_head_dim=tuple(max(1, c // 32) for c in channels),
         norm_num_groups=math.gcd(16, *channels),
+        addition_embed_type="text",
+        addition_embed_type_num_heads=max(1, cross_attention_dim // 32),
     )
 
 
