@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from mmstudio.errors import UserError
 
 # Subcommand modules, in the order --help lists them; one not written yet is left out.
-COMMAND_MODULES = ("models", "worlds", "train", "tokenize", "similarity", "generate")
+COMMAND_MODULES = ("models", "worlds", "train", "tokenize", "similarity", "generate", "bench")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,152 @@
+"""`python -m mmstudio bench`: performance figures, measured (not asserted by timed tests).
+
+``bench denoise`` reports, for one image at the model's resolution with guidance:
+- the bare loop (no per-step trace) over ``--runs`` runs (median);
+- the streamed loop as the Diffusion tab runs it: the loop in a background thread, and for every
+  step the three panels (x_t, predicted x0, predicted noise) converted, upscaled and PNG-encoded
+  as gradio does before sending them, and the overhead over the bare loop;
+- our loop against diffusers' own ``StableDiffusionPipeline`` on the same (small, random) Stable
+  Diffusion model and scheduler, where such a pipeline exists.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("bench", help="measure performance (denoise)")
+    parser.add_argument("what", choices=["denoise"])
+    parser.add_argument("--model", default=None, help="default: the denoise default model")
+    parser.add_argument("--steps", type=int, default=25)
+    parser.add_argument("--scheduler", default="ddim")
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=0, help="0: torch's default")
+    parser.add_argument("--json", action="store_true")
+    parser.set_defaults(func=run_bench)
+
+
+def _median_seconds(fn: Any, runs: int) -> float:
+    fn()  # warm-up: first-call allocations and kernel selection
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def streamed(denoiser: Any, settings: Any) -> None:
+    """What the Diffusion tab does per run, minus the network."""
+    import numpy as np
+    from PIL import Image
+
+    from mmstudio.pipelines.denoise import DenoiseResult, denoise
+    from mmstudio.pipelines.stream import in_background
+    from mmstudio.pipelines.trace import step_frames
+
+    def encode(image: np.ndarray) -> None:
+        big = np.repeat(np.repeat(image, 7, 0), 7, 1)
+        Image.fromarray(big).save(io.BytesIO(), format="PNG")
+
+    for batch in in_background(denoise(denoiser, settings)):
+        frames = [step_frames(item, denoiser) for item in batch
+                  if not isinstance(item, DenoiseResult)]
+        if frames:
+            for panel in frames[-1].panels:
+                encode(panel)
+
+
+def bench_denoise(args: argparse.Namespace) -> dict[str, Any]:
+    from mmstudio.manager import ModelManager
+    from mmstudio.pipelines.denoise import DenoiseSettings, denoiser_for, run
+
+    manager = ModelManager()
+    model_id = args.model or manager.catalog.default_for("denoise")
+    spec = manager.catalog.get(model_id)
+    denoiser = denoiser_for(manager, model_id)
+    settings = DenoiseSettings(("a large red circle in the top left on a navy background",),
+                               steps=args.steps, guidance=spec.guidance or 3.0, seed=0,
+                               scheduler=args.scheduler)
+    bare = _median_seconds(lambda: run(denoiser, settings), args.runs)
+    stream = _median_seconds(lambda: streamed(denoiser, settings), args.runs)
+    figures: dict[str, Any] = {
+        "model": model_id, "steps": args.steps, "scheduler": args.scheduler,
+        "guidance": settings.guidance, "runs": args.runs,
+        "bare_loop_s": round(bare, 4), "streamed_s": round(stream, 4),
+        "streaming_overhead": round(stream / bare - 1.0, 4),
+    }
+    figures["vs_diffusers"] = bench_vs_diffusers(args)
+    return figures
+
+
+def bench_vs_diffusers(args: argparse.Namespace) -> dict[str, Any]:
+    """Our loop vs ``StableDiffusionPipeline`` on one small random SD model, same scheduler."""
+    import numpy as np
+    import torch
+    from diffusers import DDIMScheduler, StableDiffusionPipeline
+
+    from mmstudio.catalog import Catalog, ModelSpec
+    from mmstudio.config import Settings
+    from mmstudio.manager import ModelManager
+    from mmstudio.pipelines.denoise import DenoiseSettings, denoiser_for, run
+    from mmstudio.tiny_models import make_stable_diffusion
+
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = make_stable_diffusion(Path(tmp) / "sd")
+        settings = Settings(offline=True, assets=Path(tmp))
+        spec = ModelSpec(id="bench-sd", tasks=("denoise",), source="local",
+                         loader="stable_diffusion", path=str(folder), resolution=16)
+        manager = ModelManager(settings, Catalog([spec], settings))
+        denoiser = denoiser_for(manager, "bench-sd")
+        components = manager.get("bench-sd").components
+        scheduler = DDIMScheduler.from_config(components["scheduler_config"],
+                                              set_alpha_to_one=True, clip_sample=False)
+        pipe = StableDiffusionPipeline(
+            vae=components["vae"], text_encoder=components["text_encoder"],
+            tokenizer=components["tokenizer"], unet=components["unet"], scheduler=scheduler,
+            safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+        pipe.set_progress_bar_config(disable=True)
+        prompt, guidance = "a red circle", 7.5
+        ours_settings = DenoiseSettings((prompt,), steps=args.steps, guidance=guidance, seed=0,
+                                        scheduler="ddim")
+        size = 8 * denoiser.size // 8 * 2  # the tiny VAE downsamples by 2
+
+        def theirs() -> np.ndarray:
+            return pipe(prompt, num_inference_steps=args.steps, guidance_scale=guidance,
+                        height=size, width=size, output_type="np",
+                        generator=torch.Generator().manual_seed(0)).images
+
+        ours = _median_seconds(lambda: run(denoiser, ours_settings), args.runs)
+        library = _median_seconds(theirs, args.runs)
+    return {"model": "random Stable Diffusion (tiny UNet/VAE/CLIP)", "ours_s": round(ours, 4),
+            "diffusers_pipeline_s": round(library, 4), "ratio": round(ours / library, 3)}
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    figures = bench_denoise(args)
+    if args.json:
+        print(json.dumps(figures, indent=2))
+        return 0
+    print(f"denoise bench: {figures['model']}, {figures['steps']} {figures['scheduler']} steps, "
+          f"guidance {figures['guidance']}, one image, median of {figures['runs']} runs, "
+          f"{torch.get_num_threads()} threads")
+    print(f"  bare loop           {figures['bare_loop_s'] * 1000:8.1f} ms")
+    print(f"  streamed (tab)      {figures['streamed_s'] * 1000:8.1f} ms  "
+          f"overhead {figures['streaming_overhead']:+.1%}")
+    vs = figures["vs_diffusers"]
+    print(f"  vs diffusers ({vs['model']}): ours {vs['ours_s'] * 1000:.1f} ms, "
+          f"StableDiffusionPipeline {vs['diffusers_pipeline_s'] * 1000:.1f} ms, "
+          f"ratio {vs['ratio']:.2f}")
+    return 0

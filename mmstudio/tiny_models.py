@@ -1,0 +1,184 @@
+"""Tiny random models in the hub architectures' own folder layouts, for offline tests and benches.
+
+Each ``make_*`` writes a folder exactly as the real checkpoint is laid out (diffusers
+``save_pretrained`` sub-folders, an open_clip ``local-dir:`` folder, ...), only with a few thousand
+random weights. ``install_in_hub_cache`` puts such a folder into a Hugging Face cache folder in the
+hub's own layout, so the catalog resolves the real hub repo id to it without any network.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+FAKE_COMMIT = "0" * 40
+
+
+def make_vq(folder: Path, subfolder: str | None = None, num_codes: int = 16) -> Path:
+    """A ``VQModel`` shaped like aMUSEd's (codebook lookup on decode), 4x downsampling."""
+    from diffusers import VQModel
+
+    torch.manual_seed(0)
+    model = VQModel(
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D",) * 3,
+        up_block_types=("UpDecoderBlock2D",) * 3,
+        block_out_channels=(8, 8, 8),
+        layers_per_block=1,
+        latent_channels=4,
+        num_vq_embeddings=num_codes,
+        vq_embed_dim=4,
+        norm_num_groups=4,
+        lookup_from_codebook=True,
+        force_upcast=False,
+    )
+    target = folder / subfolder if subfolder else folder
+    model.save_pretrained(target, safe_serialization=True)
+    return folder
+
+
+def _tiny_vae():
+    from diffusers import AutoencoderKL
+
+    return AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D",) * 2,
+        up_block_types=("UpDecoderBlock2D",) * 2,
+        block_out_channels=(8, 8),
+        layers_per_block=1,
+        latent_channels=4,
+        norm_num_groups=4,
+        sample_size=16,
+    )
+
+
+def make_dit(folder: Path) -> Path:
+    """A DiT pipeline folder: transformer/, vae/, scheduler/ and model_index.json with labels."""
+    from diffusers import DDIMScheduler, DiTTransformer2DModel
+
+    torch.manual_seed(0)
+    DiTTransformer2DModel(
+        num_attention_heads=2,
+        attention_head_dim=8,
+        in_channels=4,
+        out_channels=8,
+        num_layers=1,
+        sample_size=8,
+        patch_size=2,
+        num_embeds_ada_norm=10,
+        norm_num_groups=4,
+    ).save_pretrained(folder / "transformer", safe_serialization=True)
+    _tiny_vae().save_pretrained(folder / "vae", safe_serialization=True)
+    DDIMScheduler().save_pretrained(folder / "scheduler")
+    index = {
+        "_class_name": "DiTPipeline",
+        "transformer": ["diffusers", "DiTTransformer2DModel"],
+        "vae": ["diffusers", "AutoencoderKL"],
+        "scheduler": ["diffusers", "DDIMScheduler"],
+        "id2label": {str(i): f"class {i}" for i in range(10)},
+    }
+    (folder / "model_index.json").write_text(json.dumps(index))
+    return folder
+
+
+def make_open_clip(folder: Path, image_size: int = 32) -> Path:
+    """An open_clip ``local-dir:`` folder: open_clip_config.json + open_clip_model.safetensors."""
+    from open_clip import CLIP
+    from safetensors.torch import save_file
+
+    model_cfg = {
+        "embed_dim": 16,
+        "vision_cfg": {"image_size": image_size, "layers": 1, "width": 32, "patch_size": 8,
+                       "head_width": 16},
+        "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2,
+                     "layers": 1},
+    }
+    torch.manual_seed(0)
+    model = CLIP(**model_cfg)
+    folder.mkdir(parents=True, exist_ok=True)
+    config = {
+        "model_cfg": model_cfg,
+        "preprocess_cfg": {"mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]},
+    }
+    (folder / "open_clip_config.json").write_text(json.dumps(config))
+    state = {k: v.contiguous() for k, v in model.state_dict().items()}
+    save_file(state, folder / "open_clip_model.safetensors")
+    return folder
+
+
+def _write_clip_tokenizer(folder: Path) -> None:
+    """A character-level CLIP BPE tokenizer (vocab.json + merges.txt with no merges)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    symbols = [chr(c) for c in range(33, 127)]
+    vocab_list = symbols + [s + "</w>" for s in symbols] + ["<|startoftext|>", "<|endoftext|>"]
+    (folder / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(vocab_list)}))
+    (folder / "merges.txt").write_text("#version: 0.2\n")
+    (folder / "tokenizer_config.json").write_text(json.dumps({"model_max_length": 77}))
+
+
+def make_stable_diffusion(folder: Path) -> Path:
+    """A Stable Diffusion folder: unet/, vae/, text_encoder/, tokenizer/, scheduler/."""
+    from diffusers import EulerDiscreteScheduler, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    torch.manual_seed(0)
+    UNet2DConditionModel(
+        sample_size=8,
+        in_channels=4,
+        out_channels=4,
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+        block_out_channels=(8, 16),
+        layers_per_block=1,
+        cross_attention_dim=16,
+        attention_head_dim=4,
+        norm_num_groups=4,
+    ).save_pretrained(folder / "unet", safe_serialization=True)
+    _tiny_vae().save_pretrained(folder / "vae", safe_serialization=True)
+    config = CLIPTextConfig(
+        vocab_size=200, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+        num_attention_heads=2, max_position_embeddings=77,
+    )
+    CLIPTextModel(config).save_pretrained(folder / "text_encoder", safe_serialization=True)
+    _write_clip_tokenizer(folder / "tokenizer")
+    EulerDiscreteScheduler(steps_offset=1).save_pretrained(folder / "scheduler")
+    index = {"_class_name": "StableDiffusionPipeline"}
+    (folder / "model_index.json").write_text(json.dumps(index))
+    return folder
+
+
+def install_in_hub_cache(folder: Path, repo_id: str, cache_dir: Path) -> Path:
+    """Move ``folder`` into ``cache_dir`` as the hub would store ``repo_id`` at revision main."""
+    repo = cache_dir / ("models--" + repo_id.replace("/", "--"))
+    (repo / "refs").mkdir(parents=True, exist_ok=True)
+    (repo / "refs" / "main").write_text(FAKE_COMMIT)
+    snapshot = repo / "snapshots" / FAKE_COMMIT
+    snapshot.parent.mkdir(parents=True, exist_ok=True)
+    folder.rename(snapshot)
+    return snapshot
+
+
+def make_pixel_unet(folder: Path, text_encoder_id: str, cross_attention_dim: int = 32) -> Path:
+    """Our pixel-space text-to-image folder: unet/, scheduler/, text_encoder.json."""
+    from diffusers import DDPMScheduler, UNet2DConditionModel
+
+    torch.manual_seed(0)
+    UNet2DConditionModel(
+        sample_size=32,
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+        block_out_channels=(8, 16),
+        layers_per_block=1,
+        cross_attention_dim=cross_attention_dim,
+        attention_head_dim=4,
+        norm_num_groups=4,
+    ).save_pretrained(folder / "unet", safe_serialization=True)
+    DDPMScheduler(beta_schedule="squaredcos_cap_v2").save_pretrained(folder / "scheduler")
+    (folder / "text_encoder.json").write_text(json.dumps({"model_id": text_encoder_id}))
+    return folder
