@@ -85,8 +85,8 @@ def evaluate(clip: align.ClipModel, n: int = 1000, seed: int = EVAL_SEED,
                          for p, item in zip(pred, items, strict=True)])
         key = "zero_shot_" + task.replace(" x ", "_")
         metrics[key] = float(hits.mean())
+        metrics[key + "_held_out"] = float(hits[held].mean()) if held.any() else float("nan")
         if task == "color x shape":
-            metrics[key + "_held_out"] = float(hits[held].mean()) if held.any() else float("nan")
             metrics[key + "_seen"] = float(hits[~held].mean())
     captions = [shapes.caption(a) for a in combinations(shapes)]  # 1,280 full captions
     caption_emb = align.embed_texts(clip, captions, cache)  # (1280, D)
@@ -131,7 +131,7 @@ def card_table(metrics: dict[str, Any]) -> str:
     """The metrics as a Markdown table (targets marked), for MODEL_CARD.md."""
     rows = ["| metric | value | target |", "| --- | --- | --- |"]
     for key, value in metrics.items():
-        if key in ("targets", "passed") or not isinstance(value, (int, float)):
+        if key in ("targets", "passed", "seconds") or not isinstance(value, (int, float)):
             continue
         target = TARGETS.get(key)
         shown = f"{value:.4f}" if isinstance(value, float) else str(value)

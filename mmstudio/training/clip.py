@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from mmstudio.config import REPO_ROOT
+from mmstudio.errors import UserError
 from mmstudio.training.checkpoint import Every, load_checkpoint, save_checkpoint
 from mmstudio.worlds import shapes
 from mmstudio.worlds.datasets import WorldSampler
@@ -193,6 +194,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--run", type=Path, default=RUN_DIR, help="run folder (checkpoints)")
     p.add_argument("--out", type=Path, default=OUT_DIR, help="exported open_clip folder")
     p.add_argument("--resume", action="store_true", help="continue from RUN/checkpoint")
+    p.add_argument("--export-only", action="store_true",
+                   help="with --resume: export the checkpoint to --out without training")
     p.add_argument("--save-every", type=float, default=180.0, help="seconds between checkpoints")
     p.add_argument("--log-every", type=int, default=20)
     p.add_argument("--eval-every", type=int, default=250, help="quick zero-shot check (steps)")
@@ -223,7 +226,11 @@ def train(args: argparse.Namespace) -> torch.nn.Module:
                          "args": {k: str(v) for k, v in vars(args).items()}})
         log.info("checkpoint at step %d -> %s", step, ckpt)
 
-    t0, done, smooth = time.perf_counter(), 0, None
+    if args.export_only:
+        if start == 0:
+            raise UserError(f"--export-only needs a checkpoint in {ckpt} (and --resume)")
+        return model
+    t0, done, smooth, reached = time.perf_counter(), 0, None, start
     for step in range(start, args.steps):
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, args.steps, args.lr, args.warmup)
@@ -240,6 +247,7 @@ def train(args: argparse.Namespace) -> torch.nn.Module:
         with torch.no_grad():
             model.logit_scale.clamp_(0, math.log(100))
         done += 1
+        reached = step + 1
         smooth = loss.item() if smooth is None else 0.95 * smooth + 0.05 * loss.item()
         if (step + 1) % args.log_every == 0 or step + 1 == args.steps:
             rate = done / (time.perf_counter() - t0)
@@ -253,7 +261,7 @@ def train(args: argparse.Namespace) -> torch.nn.Module:
                      quick_zero_shot(model, tokens))
         if save_timer():
             checkpoint(step + 1)
-    checkpoint(args.steps)
+    checkpoint(reached)
     return model
 
 

@@ -36,11 +36,13 @@ uploaded); the texts on the right are compared with every image.
   prompts averaged per class for the shapes attributes).
 - **Retrieval**: the opposite direction: one text ranks a gallery of images.
 - **Map**: the embeddings projected on their two main directions (PCA), each image joined to the
-  text it matches best. Images and texts form two clouds (the *modality gap*); matching pairs sit
-  at the same place within their clouds.
+  text it matches best. In a well-aligned space a caption lands next to its images; large CLIPs
+  often keep images and texts in two separate clouds (the *modality gap*), with matching pairs at
+  corresponding places.
 
-`shapes-clip` was trained here on the shapes world (it knows only its 28 words); OpenCLIP ViT-B-32
-reads any English, when its weights are available.
+`shapes-clip` was trained here on the shapes world: it knows only the 29 words of that grammar
+(other words get untrained embeddings). OpenCLIP ViT-B-32 reads any English, when its weights are
+available.
 """
 
 DEFAULT_CAPTIONS = """\
@@ -144,29 +146,47 @@ def _thumb(image: np.ndarray, size: int) -> OffsetImage:
 def matrix_figure(result: align.Comparison, labels: list[str]) -> Figure:
     """Cosine heatmap and per-image softmax heatmap, side by side. Values are written in the
     cells up to ``ANNOTATE_CELLS`` cells (beyond, they are in the Numbers table: drawing thousands
-    of labels would take seconds); each image's best text is boxed."""
+    of labels would take seconds); each image's best text is boxed.
+
+    Axes are placed at fixed positions in inches (no automatic layout): a 50 x 20 matrix then
+    draws in a fraction of a second."""
     sim = result.sim
     n, m = sim.cosine.shape
     annotate = n * m <= ANNOTATE_CELLS
     thumbs = n <= 16
     row = 0.42 if n <= 16 else max(0.14, 7.0 / n)
-    col = 0.52 if annotate else max(0.22, 6.0 / m)
-    fig = Figure(figsize=(max(9.0, 2 * (2.3 + m * col)), max(3.4, 2.0 + n * row)), dpi=90,
-                 layout="constrained")
-    axes = fig.subplots(1, 2)
+    col = max(0.52 if annotate else max(0.22, 6.0 / m), 2.4 / m)
+    longest = max(len(_short(t, 26)) for t in sim.texts)
+    left, bottom, top, gap = (0.8 if thumbs else 1.9), 0.45 + 0.045 * longest, 0.45, 1.0
+    panel_w, panel_h = m * col, n * row
+    width, height = left + 2 * (panel_w + gap), bottom + panel_h + top
+    fig = Figure(figsize=(width, height), dpi=90)
     bound = max(0.25, float(np.abs(sim.cosine).max()))
     panels = [(sim.cosine, "cosine similarity", "RdBu_r", -bound, bound),
               (sim.probs, f"softmax over texts per image (logit scale {sim.logit_scale:.1f})",
                "viridis", 0.0, 1.0)]
     best = sim.probs.argmax(1)
-    for ax, (values, title, cmap, lo, hi) in zip(axes, panels, strict=True):
+    axes = []
+    for k, (values, title, cmap, lo, hi) in enumerate(panels):
+        x0 = left + k * (panel_w + gap)
+        ax = fig.add_axes((x0 / width, bottom / height, panel_w / width, panel_h / height))
+        cax = fig.add_axes(((x0 + panel_w + 0.1) / width, bottom / height, 0.14 / width,
+                            panel_h / height))
+        axes.append(ax)
         image = ax.imshow(values, cmap=cmap, vmin=lo, vmax=hi, aspect="auto",
                           interpolation="nearest")
-        ax.set_title(title, fontsize=10)
+        fig.colorbar(image, cax=cax)
+        cax.tick_params(labelsize=7)
+        ax.set_title(title, fontsize=10, y=1.0, pad=6)
         ax.set_xticks(range(m), [_short(t, 26) for t in sim.texts], rotation=40, ha="right",
-                      fontsize=8 if m <= 24 else 6)
-        ax.set_yticks(range(n), [f"{i + 1}" if thumbs else _short(f"{i + 1} {lab}", 24)
-                                 for i, lab in enumerate(labels)], fontsize=8 if n <= 24 else 6)
+                      rotation_mode="anchor", fontsize=8 if m <= 24 else 6)
+        if k == 0:
+            ax.set_yticks(range(n), [f"{i + 1}" if thumbs else _short(f"{i + 1} {lab}", 24)
+                                     for i, lab in enumerate(labels)],
+                          fontsize=8 if n <= 24 else 6)
+        else:
+            ax.set_yticks(range(n), [str(i + 1) for i in range(n)] if thumbs else [],
+                          fontsize=8)
         if annotate:
             rgba = image.cmap(image.norm(values))  # (n, m, 4)
             light = rgba[..., :3] @ np.array([0.299, 0.587, 0.114]) > 0.55
@@ -176,14 +196,12 @@ def matrix_figure(result: align.Comparison, labels: list[str]) -> Figure:
                             color="black" if light[i, j] else "white")
         for i, j in enumerate(best):
             ax.add_patch(_box(j, i))
-        fig.colorbar(image, ax=ax, shrink=0.8, pad=0.01)
     if thumbs:
         for i, image in enumerate(result.images):
             ab = AnnotationBbox(_thumb(image.array, 22), (0, i), xybox=(-30, 0),
                                 xycoords=("axes fraction", "data"), boxcoords="offset points",
                                 frameon=False, annotation_clip=False)
             axes[0].add_artist(ab)
-    axes[0].set_ylabel("image", labelpad=34 if thumbs else 4)
     return fig
 
 
@@ -200,11 +218,14 @@ def zero_shot_figure(z: align.ZeroShot, image: np.ndarray, label: str, scale: fl
     ax = fig.subplots()
     names = [_short(name, 30) for name, _ in ranked][::-1]
     values = [p for _, p in ranked][::-1]
+    cosine = dict(zip(z.labels, z.cosine.tolist(), strict=True))
+    cosines = [cosine[name] for name, _ in ranked][::-1]
     colors = ["#cbd2ff"] * (len(ranked) - 1) + ["#4f46e5"]
     bars = ax.barh(names, values, color=colors)
-    for bar, v in zip(bars, values, strict=True):
-        ax.text(min(v + 0.01, 0.86), bar.get_y() + bar.get_height() / 2, f"{v:.1%}",
-                va="center", fontsize=8)
+    for bar, v, c in zip(bars, values, cosines, strict=True):
+        ax.text(min(v + 0.01, 0.72), bar.get_y() + bar.get_height() / 2,
+                f"{v:.1%}  (cos {c:.2f})", va="center", fontsize=8,
+                color="white" if v > 0.73 else "black")
     ax.set_xlim(0, 1)
     ax.set_xlabel(f"probability (softmax over {len(z.labels)} classes, logit scale {scale:.1f})")
     ax.set_title(_short(f"zero-shot: {label}", 60), fontsize=10)
@@ -217,8 +238,8 @@ def zero_shot_figure(z: align.ZeroShot, image: np.ndarray, label: str, scale: fl
 def map_figure(result: align.Comparison) -> Figure:
     """PCA map: image thumbnails, text markers with labels, each image joined to its best text."""
     emap = result.map
-    fig = Figure(figsize=(9.5, 6.2), dpi=96, layout="constrained")
-    ax = fig.subplots()
+    fig = Figure(figsize=(9.5, 6.2), dpi=90)
+    ax = fig.add_axes((0.08, 0.09, 0.9, 0.85))
     for i, j in emap.pairs:
         (x0, y0), (x1, y1) = emap.images[i], emap.texts[j]
         ax.plot([x0, x1], [y0, y1], color="#9aa0c8", linewidth=1, linestyle="--", zorder=1)
@@ -241,7 +262,7 @@ def map_figure(result: align.Comparison) -> Figure:
     ax.set_xlabel(f"PC 1 ({emap.explained[0]:.0%} of the variance)")
     ax.set_ylabel(f"PC 2 ({emap.explained[1]:.0%} of the variance)")
     ax.set_title("image and text embeddings (PCA); dashed: image -> its most similar text",
-                 fontsize=10)
+                 fontsize=10, y=1.0, pad=6)
     ax.legend(loc="best", fontsize=8)
     ax.grid(alpha=0.25)
     return fig
@@ -288,7 +309,7 @@ class SimilarityTab:
         query_choices = [(_short(t, 60), i) for i, t in enumerate(result.texts)]
         data = {"model": result.model_id, "images": labels, **sim.to_dict()}
         zs_fig = self._zero_shot(clip, result, labels, 0, class_set)
-        ret = self._retrieve(clip, result, labels, 0, gallery)
+        ret = self._retrieve(clip, result, 0, gallery)
         return (
             preview,
             "\n".join(lines),
@@ -313,20 +334,17 @@ class SimilarityTab:
         return zero_shot_figure(z, result.images[index].array, f"image {index + 1}, "
                                 f"{labels[index]}", clip.logit_scale)
 
-    def _retrieve(self, clip: align.ClipModel, result: align.Comparison, labels: list[str],
-                  index: int, gallery: str) -> list[tuple[np.ndarray, str]]:
+    def _retrieve(self, clip: align.ClipModel, result: align.Comparison, index: int,
+                  gallery: str) -> list[tuple[np.ndarray, str]]:
         images = [im.array for im in result.images]
-        names = list(labels)
         emb = result.image_emb
         if gallery == "yours+shapes":
             if self._gallery is None:
                 self._gallery = align.render_gallery(SHAPES_GALLERY)
             extra = align.prepare_images([g for g, _ in self._gallery], clip.resolution)
             images += [im.array for im in extra]
-            names += [caption for _, caption in self._gallery]
             emb = torch.cat([emb, align.embed_images(clip, extra, self.cache)])
-        ranked = align.retrieve(result.text_emb[index], emb,
-                                result.texts[index], k=TOP_K)
+        ranked = align.retrieve(result.text_emb[index], emb, result.texts[index], k=TOP_K)
         return [(upscale(images[g], 128), f"#{r + 1}  cos {s:.3f}")
                 for r, (g, s) in enumerate(zip(ranked.order, ranked.scores, strict=True))]
 
@@ -346,7 +364,7 @@ class SimilarityTab:
         index = int(index or 0)
         if not 0 <= index < len(result.texts):
             raise UserError(f"there is no text {index + 1}; press Compare first")
-        return self._retrieve(clip, result, labels, index, gallery)
+        return self._retrieve(clip, result, index, gallery)
 
 
 def build(manager: ModelManager) -> None:
