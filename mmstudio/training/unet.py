@@ -122,7 +122,9 @@ def main(model_id: str, argv: list[str]) -> int:
     torch.manual_seed(args.seed)
     device = torch.device(args.device)
 
-    clip = ModelManager().get(args.clip)
+    manager = ModelManager()
+    clip = manager.get(args.clip)
+    args.clip_sha256 = _weights_digest(manager.catalog.resolve(args.clip))
     clip_model = clip["model"].float().to(device)
     text_states = CaptionStates(clip_model, clip["tokenizer"])
     width = int(text_states([""]).shape[-1])
@@ -150,8 +152,9 @@ def main(model_id: str, argv: list[str]) -> int:
 
     def save(step: int) -> None:
         save_checkpoint(args.run / "checkpoint", {"unet": unet, "ema": ema},
-                        {"adamw": optimizer}, {"step": step, "args": vars(args) | {
-                            "run": str(args.run), "out": str(args.out)}})
+                        {"adamw": optimizer}, {"step": step, "args": {
+                            k: str(v) if isinstance(v, Path) else v
+                            for k, v in vars(args).items()}})
         export(ema, args, step)
 
     running, started, step = 0.0, time.perf_counter(), start_step
@@ -192,6 +195,16 @@ def main(model_id: str, argv: list[str]) -> int:
     return 0
 
 
+def _weights_digest(folder: Path) -> str:
+    """SHA-256 of the text encoder's weights: the U-Net is only valid with exactly these."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for path in sorted(Path(folder).glob("*.safetensors")):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
 def export(ema, args: argparse.Namespace, step: int) -> None:
     """Write the library-native folder (fp16 safetensors keeps it under 10 MB)."""
     out: Path = args.out
@@ -203,4 +216,5 @@ def export(ema, args: argparse.Namespace, step: int) -> None:
         {"step": step, "steps": args.steps, "batch": args.batch, "lr": args.lr,
          "channels": args.channels, "layers": args.layers, "ema": args.ema,
          "p_empty": args.p_empty, "p_shorten": args.p_shorten, "min_snr": args.min_snr,
-         "seed": args.seed, "text_encoder": args.clip}, indent=2) + "\n")
+         "seed": args.seed, "text_encoder": args.clip,
+         "text_encoder_sha256": args.clip_sha256}, indent=2) + "\n")
