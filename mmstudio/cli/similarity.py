@@ -79,20 +79,19 @@ def run(args: argparse.Namespace) -> int:
     sim = result.sim
     print(f"model {clip.model_id}; logit scale {sim.logit_scale:.2f} "
           "(softmax over texts of cosine x scale)")
+    for i, name in enumerate(names):
+        print(f"  I{i + 1}: {name}")
     for j, text in enumerate(texts):
         print(f"  T{j + 1}: {text}")
-    width = max(len(n) for n in names)
-    width = min(width, 40)
     header = " ".join(f"{'T' + str(j + 1):>6}" for j in range(len(texts)))
-    print(f"\ncosine similarity\n{'image':<{width}} {header}")
-    for name, row in zip(names, sim.cosine, strict=True):
-        print(f"{name[-width:]:<{width}} " + " ".join(f"{v:6.3f}" for v in row))
-    print(f"\nsoftmax over texts (per image)\n{'image':<{width}} {header}")
-    for name, row in zip(names, sim.probs, strict=True):
-        print(f"{name[-width:]:<{width}} " + " ".join(f"{v:6.3f}" for v in row))
+    for title, matrix in (("cosine similarity", sim.cosine),
+                          ("softmax over texts (per image)", sim.probs)):
+        print(f"\n{title}\n{'':6} {header}")
+        for i, row in enumerate(matrix):
+            print(f"{'I' + str(i + 1):<6} " + " ".join(f"{v:6.3f}" for v in row))
     print()
-    for name, best, row in zip(names, sim.best_text, sim.probs, strict=True):
-        print(f"{name[-width:]:<{width}} -> T{best + 1} '{texts[best]}' (p = {row[best]:.3f})")
+    for i, (best, row) in enumerate(zip(sim.best_text, sim.probs, strict=True)):
+        print(f"I{i + 1} -> T{best + 1} '{texts[best]}' (p = {row[best]:.3f})")
     for note in result.notes:
         print(f"note: {note}")
     return 0
