@@ -140,7 +140,9 @@ def model_choices(manager: ModelManager) -> list[tuple[str, str]]:
 
 # ------------------------------------------------------------------------------------ figures
 def _thumb(image: np.ndarray, size: int) -> OffsetImage:
-    return OffsetImage(upscale(image, 64), zoom=size / 64, interpolation="nearest")
+    """An image drawn ``size`` points wide (crisp pixels, whatever the model's resolution)."""
+    big = upscale(image, 64)  # (H, W, 3), at least 64 px wide
+    return OffsetImage(big, zoom=size / big.shape[1], interpolation="nearest")
 
 
 def matrix_figure(result: align.Comparison, labels: list[str]) -> Figure:
