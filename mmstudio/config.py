@@ -2,7 +2,8 @@
 
 README.md documents each variable:
 
-OFFLINE, DEVICE, MAX_MEMORY, ASSETS, DEFAULT_MODELS and HUB_CACHE, each prefixed MMSTUDIO_.
+OFFLINE, DEVICE, MAX_MEMORY, ASSETS, DEFAULT_MODELS, HUB_CACHE and THREADS, each prefixed
+MMSTUDIO_.
 """
 
 from __future__ import annotations
@@ -61,6 +62,16 @@ def parse_devices(text: str) -> tuple[str, ...]:
     return devices
 
 
+def parse_threads(text: str) -> int:
+    try:
+        threads = int(text.strip() or "0")
+    except ValueError:
+        threads = -1
+    if threads < 0:
+        raise UserError(f"MMSTUDIO_THREADS must be a whole number (0 = one per core), not {text!r}")
+    return threads
+
+
 def parse_defaults(text: str) -> dict[str, str]:
     defaults = dict(DEFAULT_MODELS)
     for item in filter(None, (part.strip() for part in text.split(","))):
@@ -79,6 +90,7 @@ class Settings:
     assets: Path = REPO_ROOT / "assets"
     default_models: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_MODELS))
     hub_cache: Path | None = None  # None: huggingface_hub's own default
+    threads: int = 0  # CPU threads for torch; 0: torch's default (one per core)
 
     @property
     def models_dir(self) -> Path:
@@ -102,4 +114,5 @@ class Settings:
             assets=Path(assets).expanduser().resolve() if assets else REPO_ROOT / "assets",
             default_models=parse_defaults(env.get("MMSTUDIO_DEFAULT_MODELS", "")),
             hub_cache=Path(hub_cache).expanduser() if hub_cache else None,
+            threads=parse_threads(env.get("MMSTUDIO_THREADS", "0")),
         )

@@ -127,6 +127,9 @@ class ModelManager:
     def _load(self, spec: ModelSpec) -> _Entry:
         import torch
 
+        if self.settings.threads and torch.get_num_threads() != self.settings.threads:
+            torch.set_num_threads(self.settings.threads)
+
         from mmstudio.loaders import LOADERS, nbytes
 
         folder = self.catalog.resolve(spec.id)

@@ -36,6 +36,9 @@ def test_settings_from_env(tmp_path: Path) -> None:
     assert settings.default_models["tokenize"] == "amused/amused-256:vqvae"
     assert settings.default_models["similarity"] == "shapes-clip"
     assert Settings.from_env({"MMSTUDIO_OFFLINE": "0", "HF_HUB_OFFLINE": "1"}).offline is False
+    assert Settings.from_env({"MMSTUDIO_THREADS": "1"}).threads == 1
+    with pytest.raises(UserError, match="MMSTUDIO_THREADS"):
+        Settings.from_env({"MMSTUDIO_THREADS": "many"})
 
 
 @pytest.mark.parametrize("text", ["lots", "5 parsecs", "-3GB"])
