@@ -40,3 +40,17 @@ def test_train_export_reload_resume(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert unet_training.main("shapes-unet", ["--steps", "5", "--resume", *common]) == 0
     assert json.loads((out / "training.json").read_text())["step"] == 5
     assert json.loads((run_dir / "checkpoint" / "state.json").read_text())["state"]["step"] == 5
+
+
+def test_init_from_an_exported_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assets = tmp_path / "assets"
+    tiny_models.make_open_clip(assets / "models" / "shapes-clip")
+    monkeypatch.setenv("MMSTUDIO_ASSETS", str(assets))
+    first, second = tmp_path / "first", tmp_path / "second"
+    common = ["--batch", "2", "--channels", "8,16"]
+    assert unet_training.main("shapes-unet", ["--steps", "2", "--run", str(tmp_path / "r1"),
+                                              "--out", str(first), *common]) == 0
+    assert unet_training.main("shapes-unet", ["--steps", "3", "--run", str(tmp_path / "r2"),
+                                              "--out", str(second), "--init-from", str(first),
+                                              *common]) == 0
+    assert json.loads((second / "training.json").read_text())["step"] == 3

@@ -108,6 +108,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=settings.models_dir / "shapes-unet")
     parser.add_argument("--save-minutes", type=float, default=3.0)
     parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--init-from", type=Path, default=None,
+                        help="start from an exported shapes-unet folder (weights only, e.g. the "
+                        "shipped model, when the run folder with optimizer state is gone)")
     parser.add_argument("--device", default="cpu")
     return parser.parse_args(argv)
 
@@ -136,6 +139,16 @@ def main(model_id: str, argv: list[str]) -> int:
     alphas = scheduler.alphas_cumprod.to(device)
 
     start_step = 0
+    if args.init_from is not None:
+        from diffusers import UNet2DConditionModel
+
+        shipped = UNet2DConditionModel.from_pretrained(args.init_from / "unet",
+                                                       torch_dtype=torch.float32)
+        unet.load_state_dict(shipped.state_dict())
+        ema.load_state_dict(shipped.state_dict())
+        previous = json.loads((args.init_from / "training.json").read_text())
+        start_step = int(previous.get("step", 0))
+        log.info("initialised from %s (step %d)", args.init_from, start_step)
     if args.resume:
         state = load_checkpoint(args.run / "checkpoint", {"unet": unet, "ema": ema},
                                 {"adamw": optimizer})
