@@ -61,19 +61,23 @@ def build(manager: ModelManager) -> None:
         scheduler = gr.Dropdown([(f"{k}: {v}", k) for k, v in SCHEDULERS.items()], value="ddim",
                                 label="Scheduler", scale=2)
         steps = gr.Slider(1, 100, value=(default_spec.steps if default_spec else 25) or 25,
-                          step=1, label="Steps")
+                          step=1, label="Steps", elem_id="diffusion-steps")
         guidance = gr.Slider(0, 15, value=(default_spec.guidance if default_spec else 3.0) or 0,
                              step=0.25, label="Guidance")
         seed = gr.Number(0, precision=0, label="Seed", minimum=0)
         go = gr.Button("Generate", variant="primary", scale=1)
     with gr.Row(equal_height=True):
-        x_t_view = gr.Image(label="x_t (model input)", interactive=False, height=DISPLAY + 40)
-        x0_view = gr.Image(label="predicted x0", interactive=False, height=DISPLAY + 40)
-        eps_view = gr.Image(label="predicted noise", interactive=False, height=DISPLAY + 40)
-        final_view = gr.Image(label="result", interactive=False, height=DISPLAY + 40)
+        x_t_view = gr.Image(label="x_t (model input)", interactive=False, height=DISPLAY + 40,
+                            elem_id="diffusion-xt")
+        x0_view = gr.Image(label="predicted x0", interactive=False, height=DISPLAY + 40,
+                           elem_id="diffusion-x0")
+        eps_view = gr.Image(label="predicted noise", interactive=False, height=DISPLAY + 40,
+                            elem_id="diffusion-eps")
+        final_view = gr.Image(label="result", interactive=False, height=DISPLAY + 40,
+                              elem_id="diffusion-result")
     status = gr.Markdown()
     step_slider = gr.Slider(1, 25, value=1, step=1, label="Step (scrub the finished run)",
-                            interactive=False)
+                            interactive=False, elem_id="diffusion-step")
     trace_state = gr.State(None)
     with gr.Accordion("All steps at once, and downloads", open=False):
         grid_view = gr.Image(label="Rows: x_t, predicted x0, predicted noise; one column per step",
@@ -134,7 +138,7 @@ def build(manager: ModelManager) -> None:
     go.click(generate, [prompt, model, scheduler, steps, guidance, seed],
              [x_t_view, x0_view, eps_view, final_view, status, step_slider, trace_state,
               grid_view, gif_file, mp4_file], api_name="denoise")
-    step_slider.release(scrub, [step_slider, trace_state],
+    step_slider.input(scrub, [step_slider, trace_state],
                         [x_t_view, x0_view, eps_view, status], api_name="denoise_step")
 
     with gr.Accordion("Forward process: how noise is added", open=False):
