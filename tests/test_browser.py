@@ -12,7 +12,7 @@ TABS = ["Tokenize (VQ)", "Diffusion", "DiT", "Audio & Video", "Similarity", "Wor
 
 
 def test_every_tab_opens_without_errors_or_foreign_requests(page, app_server: str) -> None:
-    page.goto(app_server, wait_until="networkidle")
+    page.goto(app_server, wait_until="load")
     page.get_by_role("heading", name="mmstudio").wait_for()
     ARTIFACTS.mkdir(exist_ok=True)
     for name in TABS:
