@@ -202,3 +202,24 @@ def test_gpu_wrapper_is_identity_without_spaces(offline_settings: Settings) -> N
         return time.monotonic()
 
     assert manager.gpu(work) is work
+
+
+def test_nothing_below_the_ui_imports_gradio() -> None:
+    """DESIGN.md's layering: pipelines, manager, worlds, training and evaluation are plain Python."""
+    import subprocess
+    import sys
+
+    code = (
+        "import importlib, pkgutil, sys\n"
+        "import mmstudio\n"
+        "for package in ('pipelines', 'worlds', 'training', 'evaluation'):\n"
+        "    base = importlib.import_module('mmstudio.' + package)\n"
+        "    for info in pkgutil.iter_modules(base.__path__):\n"
+        "        importlib.import_module(f'mmstudio.{package}.{info.name}')\n"
+        "import mmstudio.manager, mmstudio.loaders, mmstudio.catalog, mmstudio.images\n"
+        "print('gradio' in sys.modules)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=300, cwd=Path(__file__).resolve().parent.parent)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "False"
