@@ -31,5 +31,10 @@ def test_generate_stream_and_scrub(page, app_server: str) -> None:
     assert all(first) and all(a != b for a, b in zip(first, last, strict=True)), \
         "scrubbing to step 1 changes x_t, predicted x0 and predicted noise"
     page.screenshot(path=str(ARTIFACTS / "diffusion-scrubbed.png"), full_page=True)
+    # The forward process panel fills when opened: x_0, x_t, the noise and the schedules.
+    page.get_by_text("Forward process: how noise is added").click()
+    page.get_by_text(re.compile(r"t = 400: signal share ab = 0\.\d+")).first.wait_for(
+        timeout=60_000)
+    page.screenshot(path=str(ARTIFACTS / "diffusion-forward.png"), full_page=True)
     assert page.console_errors == [], page.console_errors
     assert page.foreign_requests == [], page.foreign_requests

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -141,7 +140,7 @@ def build(manager: ModelManager) -> None:
     step_slider.input(scrub, [step_slider, trace_state],
                         [x_t_view, x0_view, eps_view, status], api_name="denoise_step")
 
-    with gr.Accordion("Forward process: how noise is added", open=False):
+    with gr.Accordion("Forward process: how noise is added", open=False) as forward_panel:
         explain(FORWARD_EXPLAIN)
         with gr.Row():
             caption = gr.Textbox(FORWARD_CAPTION, label="Render from a caption", scale=3)
@@ -150,20 +149,20 @@ def build(manager: ModelManager) -> None:
         with gr.Row():
             timestep = gr.Slider(0, 999, value=FORWARD_T, step=1, label="Timestep t")
             schedule = gr.Radio(["cosine", "linear"], value="cosine", label="Schedule")
-        # Callable values are computed on each page load, so the panel is never empty.
+        # Filled when the panel opens, so that start-up does not pay for diffusers and matplotlib.
         with gr.Row(equal_height=True):
-            clean_view = gr.Image(lambda: _initial_forward()[0], label="x_0", interactive=False)
-            noisy_view = gr.Image(lambda: _initial_forward()[1], label="x_t", interactive=False)
-            noise_view = gr.Image(lambda: _initial_forward()[2], label="noise added",
-                                  interactive=False)
-            plot = gr.Plot(lambda: schedule_plot(FORWARD_T), label="Noise schedules")
-        forward_status = gr.Markdown(lambda: _initial_forward()[4])
+            clean_view = gr.Image(label="x_0", interactive=False)
+            noisy_view = gr.Image(label="x_t", interactive=False)
+            noise_view = gr.Image(label="noise added", interactive=False)
+        forward_status = gr.Markdown()
+        plot = gr.Plot(label="Noise schedules")
 
     forward = user_errors(forward_view)
 
     inputs = [caption, upload, timestep, schedule]
     outputs = [clean_view, noisy_view, noise_view, plot, forward_status]
     timestep.release(forward, inputs, outputs, api_name="forward_noise")
+    forward_panel.expand(forward, inputs, outputs, api_name=False)
     for component in (schedule, upload):
         component.change(forward, inputs, outputs, api_name=False)
     caption.submit(forward, inputs, outputs, api_name=False)
@@ -207,12 +206,6 @@ def forward_view(caption_text: str, upload_path: str | None, t: float, schedule_
             f"SNR = {sample.alpha_bar / max(1 - sample.alpha_bar, 1e-12):.3g}")
 
 
-@functools.cache
-def _initial_forward() -> tuple:
-    images = forward_view(FORWARD_CAPTION, None, FORWARD_T, "cosine")
-    return (*images[:3], None, images[4])
-
-
 def _parse_floats(text: str) -> list[float]:
     from mmstudio.errors import UserError
 
@@ -244,7 +237,7 @@ def schedule_plot(t: int):
 
     from mmstudio.pipelines.forward import alphas_cumprod, snr
 
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(7, 2.8), dpi=100)
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.2), dpi=100)
     steps = np.arange(1000)
     for name, color in (("linear", "tab:orange"), ("cosine", "tab:blue")):
         ax1.plot(steps, alphas_cumprod(name), color=color, label=name)
