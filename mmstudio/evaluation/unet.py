@@ -102,6 +102,55 @@ def evaluate(manager: Any, model_id: str, args: argparse.Namespace) -> dict[str,
     }
 
 
+CARD_START, CARD_END = "<!-- metrics:start -->", "<!-- metrics:end -->"
+
+
+def card_table(metrics: dict[str, Any], training: dict[str, Any]) -> str:
+    """The measured figures as Markdown, from metrics.json (never typed by hand)."""
+    def pct(value: float | None) -> str:
+        return "-" if value is None else f"{value:.1%}"
+
+    ok = metrics["passed"]
+    rows = [
+        "| figure | measured | target |",
+        "| --- | --- | --- |",
+        f"| adherence, {metrics['samples']} full-caption prompts | {pct(metrics['adherence'])} "
+        f"| >= 90% {'(met)' if ok['adherence'] else '(**missed**)'} |",
+        f"| adherence, seen pairs | {pct(metrics['adherence_seen'])} | |",
+        f"| adherence, held-out pairs ({metrics['held_out_samples']} prompts) | "
+        f"{pct(metrics['adherence_held_out'])} | >= 60% "
+        f"{'(met)' if ok['adherence_held_out'] else '(**missed**)'} |",
+    ]
+    rows += [f"| {field} correct | {pct(value)} | |"
+             for field, value in metrics["attribute_accuracy"].items()]
+    rows += [
+        f"| positions covered, '{metrics['diversity_caption']}' x {metrics['diversity_seeds']} "
+        f"seeds | {metrics['positions_covered']} of 5 | >= 4 "
+        f"{'(met)' if ok['positions_covered'] else '(**missed**)'} |",
+        f"| sizes covered, same | {metrics['sizes_covered']} of 2 | 2 "
+        f"{'(met)' if ok['sizes_covered'] else '(**missed**)'} |",
+    ]
+    settings = (f"Measured after {training.get('step', '?')} training steps with "
+                f"{metrics['steps']} {metrics['scheduler']} steps, guidance "
+                f"{metrics['guidance']}, seed {metrics['seed']} "
+                f"(`python -m mmstudio eval shapes-unet --n {metrics['samples']} --write`).")
+    return "\n".join([CARD_START, settings, "", *rows, CARD_END])
+
+
+def update_card(folder: Path, metrics: dict[str, Any]) -> bool:
+    card = folder / "MODEL_CARD.md"
+    training_path = folder / "training.json"
+    if not card.is_file():
+        return False
+    training = json.loads(training_path.read_text()) if training_path.is_file() else {}
+    text = card.read_text()
+    start, end = text.find(CARD_START), text.find(CARD_END)
+    if start < 0 or end < 0:
+        return False
+    card.write_text(text[:start] + card_table(metrics, training) + text[end + len(CARD_END):])
+    return True
+
+
 def passed(metrics: dict[str, Any]) -> dict[str, bool]:
     return {key: metrics[key] is not None and metrics[key] >= target
             for key, target in TARGETS.items()}
@@ -121,6 +170,8 @@ def main(model_id: str, argv: list[str]) -> int:
     if args.write:
         folder = manager.catalog.resolve(model_id)
         Path(folder, "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        if update_card(Path(folder), metrics):
+            print(f"updated the figures in {Path(folder, 'MODEL_CARD.md')}")
     if args.json:
         print(json.dumps(metrics, indent=2))
     else:
