@@ -254,6 +254,7 @@ _FG_NAMES = tuple(COLORS)
 _FG_RGB = np.array([COLORS[n] for n in _FG_NAMES], np.float32)  # (8, 3)
 BG_TOLERANCE = 48.0  # RGB distance within which a pixel counts as a background colour
 FG_TOLERANCE = 60.0  # RGB distance within which a pixel votes for a palette colour
+NOISE_FLOOR = 0.2  # object coverage below this, next to the object, is treated as noise
 
 
 @dataclass(frozen=True)
@@ -304,7 +305,8 @@ def _largest_blob(alpha: np.ndarray) -> np.ndarray:
         return alpha
     sizes = np.bincount(labels.ravel())[1:]
     blob = ndimage.binary_dilation(labels == 1 + int(np.argmax(sizes)), iterations=1)
-    return np.where(blob, alpha, 0.0)
+    # Faint coverage in the ring is noise more often than an anti-aliased edge.
+    return np.where(blob & (alpha >= NOISE_FLOOR), alpha, 0.0)
 
 
 @dataclass(frozen=True)
