@@ -1,0 +1,562 @@
+"""The Tokenize (VQ) tab: an image becomes a grid of codebook tokens and back.
+
+``build(manager)`` fills the enclosing ``gr.Tab``. The work is done by
+``mmstudio.pipelines.tokenize`` (no gradio); the handlers here keep the current token grid in a
+``gr.State`` (so edits compose) and draw it: the token grid as an image with each cell coloured by
+its code and the id written in it, nearest-neighbour enlargements, an error heatmap, histograms.
+"""
+
+from __future__ import annotations
+
+import colorsys
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from mmstudio.errors import UserError
+from mmstudio.manager import ModelManager
+from mmstudio.pipelines import tokenize as tk
+from mmstudio.ui.common import explain, gr, upscale, user_errors
+from mmstudio.worlds import shapes
+
+INTRO = """\
+### What you are seeing
+A **vector-quantised autoencoder** turns an image into a small grid of integers. The encoder maps
+each 4 x 4 pixel patch (for the 32 x 32 shapes models; 16 x 16 for aMUSEd's 256 x 256 VQGAN) to a
+vector, and each vector is replaced by the nearest entry of a learned **codebook**: the image
+becomes a grid of **tokens**, words of a visual vocabulary. The decoder turns any grid of tokens
+back into an image, so you can *edit the tokens* and watch the picture change.
+
+- **Token grid**: each cell is coloured by its code (same code, same colour) with its id written in
+  it. Click a cell to select it for editing.
+- **Reconstruction**: the decoded token grid; **error map**: per-pixel |input - reconstruction|.
+- **Compression**: the image's bits (pixels x 3 channels x 8 bits) against the tokens' bits
+  (tokens x log2(codebook size)).
+- **shapes-vqvae** learned with reconstruction, codebook and commitment losses only;
+  **shapes-vqgan** has the same architecture and codebook size and adds a patch discriminator (a
+  GAN critic), which pushes the decoder to draw sharp edges instead of a safe blur. Compare them
+  at the bottom.
+
+Any image is accepted: it is converted to RGB, centre-cropped to a square and resized to the
+model's input (the notes under the input say what was done).
+"""
+
+SHAPES_CANVAS = shapes.CANVAS
+ERROR_SCALE = 64.0  # error map: 0 -> black, >= this (mean over channels, of 255) -> brightest
+BROWSE_PAGE_SMALL = 64  # codes per codebook page for models of up to 64 px
+BROWSE_PAGE_LARGE = 16  # ... and for larger (hub) models, whose decoding is heavier
+EVAL_HIST_N = {True: 500, False: 64}  # renders for the eval-set histogram: 32 px model / other
+COMPARED = ("shapes-vqvae", "shapes-vqgan")
+BROWSE_MODES = ("whole grid of one code", "one code in the centre of the current image")
+
+
+# ------------------------------------------------------------------------------ drawing
+
+
+def code_color(code: int) -> tuple[int, int, int]:
+    """A stable colour per code id: golden-ratio hues, so neighbouring ids look different."""
+    hue = (code * 0.618033988749895) % 1.0
+    sat = 0.45 + 0.35 * ((code * 7) % 5) / 4
+    val = 0.70 + 0.25 * ((code * 3) % 4) / 3
+    r, g, b = colorsys.hsv_to_rgb(hue, sat, val)
+    return int(r * 255), int(g * 255), int(b * 255)
+
+
+def _font(size: int) -> ImageFont.ImageFont:
+    try:
+        return ImageFont.load_default(size=size)  # Pillow's bundled font: nothing downloaded
+    except TypeError:  # very old Pillow: fixed-size bitmap font
+        return ImageFont.load_default()
+
+
+def grid_cell_px(grid: int) -> int:
+    """Side of one token cell in the token-grid image."""
+    return max(32, 384 // grid)
+
+
+def render_token_grid(indices: np.ndarray, selected: tuple[int, int] | None = None,
+                      edited: np.ndarray | None = None) -> np.ndarray:
+    """(h, w) token ids -> an RGB image: one coloured cell per token with its id written in it.
+    The selected cell gets a thick outline, edited cells (``edited`` True) a dashed white one."""
+    rows, cols = indices.shape
+    cell = grid_cell_px(max(rows, cols))
+    image = Image.new("RGB", (cols * cell, rows * cell), (30, 30, 36))
+    draw = ImageDraw.Draw(image)
+    digits = len(str(int(indices.max()))) if indices.size else 1
+    font = _font(max(8, min(cell // 3, int(cell * 0.9 / max(digits, 2) * 1.6))))
+    for r in range(rows):
+        for c in range(cols):
+            code = int(indices[r, c])
+            color = code_color(code)
+            box = (c * cell + 1, r * cell + 1, (c + 1) * cell - 2, (r + 1) * cell - 2)
+            draw.rectangle(box, fill=color)
+            light = 0.299 * color[0] + 0.587 * color[1] + 0.114 * color[2] > 140
+            draw.text(((c + 0.5) * cell, (r + 0.5) * cell), str(code), anchor="mm", font=font,
+                      fill=(10, 10, 10) if light else (250, 250, 250))
+            if edited is not None and edited[r, c]:
+                for k in range(box[0], box[2], 6):
+                    draw.line((k, box[1], min(k + 3, box[2]), box[1]), fill="white", width=2)
+                    draw.line((k, box[3], min(k + 3, box[2]), box[3]), fill="white", width=2)
+                for k in range(box[1], box[3], 6):
+                    draw.line((box[0], k, box[0], min(k + 3, box[3])), fill="white", width=2)
+                    draw.line((box[2], k, box[2], min(k + 3, box[3])), fill="white", width=2)
+    if selected is not None:
+        r, c = selected
+        draw.rectangle((c * cell, r * cell, (c + 1) * cell - 1, (r + 1) * cell - 1),
+                       outline=(255, 220, 0), width=4)
+    return np.asarray(image)
+
+
+def error_heatmap(error: np.ndarray) -> np.ndarray:
+    """(H, W) absolute error in [0, 255] -> RGB heatmap (magma), 0 .. ERROR_SCALE."""
+    from matplotlib import colormaps
+
+    rgb = colormaps["magma"](np.clip(error / ERROR_SCALE, 0, 1))[..., :3]
+    return (rgb * 255).round().astype(np.uint8)
+
+
+def _figure_array(fig: Any) -> np.ndarray:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    return np.asarray(canvas.buffer_rgba())[..., :3].copy()
+
+
+def histogram_image(counts: np.ndarray, title: str) -> np.ndarray:
+    """Bar chart of code use (x: code id, y: count) as an RGB image."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(7.2, 2.4), dpi=90, layout="constrained")
+    ax = fig.add_subplot()
+    ids = np.arange(len(counts))
+    used = counts > 0
+    ax.bar(ids[used], counts[used], width=max(1.0, len(counts) / 400),
+           color=[np.array(code_color(int(i))) / 255 for i in ids[used]])
+    ax.set_xlim(-0.5, len(counts) - 0.5)
+    ax.set_xlabel("code id")
+    ax.set_ylabel("tokens")
+    ax.set_title(title, fontsize=10)
+    ax.spines[["top", "right"]].set_visible(False)
+    return _figure_array(fig)
+
+
+def code_atlas(images: np.ndarray, codes: list[int], tile: int = 64) -> np.ndarray:
+    """Decoded code images in a labelled grid (8 per row), each enlarged to ``tile`` px."""
+    per_row = 8
+    label_h = 16
+    rows = (len(codes) + per_row - 1) // per_row
+    atlas = Image.new("RGB", (per_row * (tile + 6), rows * (tile + label_h + 6)), (24, 24, 28))
+    draw = ImageDraw.Draw(atlas)
+    font = _font(12)
+    for k, (image, code) in enumerate(zip(images, codes, strict=True)):
+        factor = max(1, tile // image.shape[0])
+        big = Image.fromarray(upscale(image, image.shape[0] * factor))
+        if big.size[0] != tile:
+            big = big.resize((tile, tile), Image.Resampling.NEAREST)
+        x, y = (k % per_row) * (tile + 6) + 3, (k // per_row) * (tile + label_h + 6) + 3
+        atlas.paste(big, (x, y))
+        draw.rectangle((x, y + tile + 1, x + tile - 1, y + tile + label_h - 1),
+                       fill=code_color(code))
+        draw.text((x + tile / 2, y + tile + label_h / 2), str(code), anchor="mm", font=font,
+                  fill=(10, 10, 10))
+    return np.asarray(atlas)
+
+
+def view(image: np.ndarray) -> np.ndarray:
+    """A model-sized image enlarged with nearest neighbour (at least 256 px)."""
+    return upscale(image, 256)
+
+
+# ------------------------------------------------------------------------------ the tab's logic
+
+
+def _figures_table(results: list[tk.TokenizeResult], sharpness: bool = False) -> str:
+    head = "| figure | " + " | ".join(f"`{r.model_id}`" for r in results) + " |"
+    rows = [head, "| --- |" + " --- |" * len(results)]
+
+    def row(name: str, values: list[str]) -> None:
+        rows.append(f"| {name} | " + " | ".join(values) + " |")
+
+    row("PSNR", [f"{r.psnr:.2f} dB" for r in results])
+    if sharpness:
+        row("edge sharpness (1.0 = as the input)", [
+            f"{tk.edge_sharpness(r.image, r.reconstruction):.3f}" for r in results])
+    row("token grid", [f"{r.indices.shape[0]} x {r.indices.shape[1]}" for r in results])
+    row("distinct codes in this image", [f"{r.usage.used} of {r.info.num_codes}"
+                                         for r in results])
+    row("bits of the image", [f"{r.bits_image:,} ({r.image.shape[0]} x {r.image.shape[1]} x 3 "
+                              "x 8)" for r in results])
+    row("bits of the tokens", [f"{r.bits_tokens:,} ({r.indices.size} x "
+                               f"{r.info.bits_per_token})" for r in results])
+    row("compression", [f"{r.compression:.0f}x" for r in results])
+    return "\n".join(rows)
+
+
+class TokenizeTab:
+    """Handlers of the tab; ``state`` is a dict: model, image, indices, original, notes,
+    selected."""
+
+    def __init__(self, manager: ModelManager) -> None:
+        self.manager = manager
+        self._eval_counts: dict[str, np.ndarray] = {}
+        self._lock = threading.Lock()
+
+    # ---------------------------------------------------------------- helpers
+    def model_choices(self) -> list[str]:
+        return [spec.id for spec in self.manager.catalog.for_task("tokenize")]
+
+    def _check_model(self, model_id: str | None) -> str:
+        if not model_id:
+            raise UserError("choose a model first")
+        spec = self.manager.catalog.get(model_id)
+        if "tokenize" not in spec.tasks:
+            raise UserError(f"'{model_id}' is not a tokenize model")
+        return model_id
+
+    def _tokenize(self, model_id: str, source: Any) -> tk.TokenizeResult:
+        spec = self.manager.catalog.get(self._check_model(model_id))
+        with self.manager.use(model_id) as loaded:
+            return tk.tokenize_image(loaded["vq"], source, model_id, spec.resolution)
+
+    def _result(self, state: dict[str, Any]) -> tk.TokenizeResult:
+        with self.manager.use(state["model"]) as loaded:
+            vq = loaded["vq"]
+            info = tk.vq_info(vq, state["image"].shape[0])
+            indices = np.asarray(state["indices"], np.int64)
+            recon = tk.decode_indices(vq, indices)[0]
+        return tk.TokenizeResult(state["model"], info, state["image"], indices, recon,
+                                 list(state["notes"]))
+
+    @staticmethod
+    def _need(state: dict[str, Any] | None) -> dict[str, Any]:
+        if not state:
+            raise UserError("tokenize an image first (upload one, pick an example or render a "
+                            "caption)")
+        return state
+
+    def _outputs(self, state: dict[str, Any], message: str = "",
+                 result: tk.TokenizeResult | None = None) -> tuple:
+        """(state, input, token grid, reconstruction, error map, figures, notes, histogram)."""
+        result = result or self._result(state)
+        original = np.asarray(state["original"], np.int64)
+        edited = result.indices != original
+        selected = tuple(state["selected"]) if state.get("selected") else None
+        grid = render_token_grid(result.indices, selected, edited)
+        figures = _figures_table([result])
+        if edited.any():
+            figures += (f"\n\n**{int(edited.sum())} token(s) edited** (dashed outline); the PSNR "
+                        "is still against the input.")
+        if message:
+            figures += f"\n\n{message}"
+        notes = "; ".join(result.notes) if result.notes else "used as is"
+        notes_md = (f"**Model input:** {result.image.shape[1]} x {result.image.shape[0]} RGB "
+                    f"({notes}).")
+        hist = histogram_image(tk.code_histogram(result.indices, result.info.num_codes),
+                               f"codes in this image: {result.usage.used} distinct of "
+                               f"{result.info.num_codes}, perplexity {result.usage.perplexity:.1f}")
+        return (state, view(result.image), grid, view(result.reconstruction),
+                view(error_heatmap(result.error)), figures, notes_md, hist)
+
+    # ---------------------------------------------------------------- events
+    def tokenize(self, model_id: str, image: Any) -> tuple:
+        if image is None:
+            raise UserError("upload an image, pick an example or render a caption first")
+        result = self._tokenize(model_id, image)
+        state = {"model": model_id, "image": result.image, "indices": result.indices.tolist(),
+                 "original": result.indices.tolist(), "notes": result.notes, "selected": None}
+        return self._outputs(state, result=result)
+
+    def auto_tokenize(self, model_id: str, image: Any) -> tuple:
+        """Tokenize when the input or the model changes; nothing when the input was cleared."""
+        if image is None or not model_id:
+            return tuple(gr.skip() for _ in range(8))
+        return self.tokenize(model_id, image)
+
+    def render_caption(self, caption: str | None, seed: float | None) -> str:
+        """A shapes render of ``caption`` written to a PNG; its path goes to the image input."""
+        text = (caption or "").strip()
+        if not text:
+            raise UserError("type a shapes caption, e.g. 'a small red circle in the top left'")
+        attrs = shapes.parse(text)
+        if attrs.color is None:
+            raise UserError("a shapes caption names a color and a shape, e.g. 'a red circle'")
+        image = shapes.render(attrs, np.random.default_rng(int(seed or 0)))
+        path = Path(tempfile.mkdtemp(prefix="mmstudio-tokenize-")) / "caption.png"
+        Image.fromarray(image).save(path)
+        return str(path)
+
+    def select_cell(self, state: dict[str, Any] | None, evt: gr.SelectData) -> tuple:
+        """A click on the token grid selects that cell: row, column and its current code."""
+        state = self._need(state)
+        indices = np.asarray(state["indices"])
+        cell = grid_cell_px(max(indices.shape))
+        x, y = evt.index[0], evt.index[1]
+        row = int(min(max(y // cell, 0), indices.shape[0] - 1))
+        col = int(min(max(x // cell, 0), indices.shape[1] - 1))
+        return self._select(state, row, col)
+
+    def _select(self, state: dict[str, Any], row: int, col: int) -> tuple:
+        state = {**state, "selected": [row, col]}
+        code = int(np.asarray(state["indices"])[row, col])
+        grid = render_token_grid(np.asarray(state["indices"]), (row, col),
+                                 np.asarray(state["indices"]) != np.asarray(state["original"]))
+        return (state, grid, row, col, code,
+                f"Selected cell (row {row}, column {col}) holding code **{code}**. Give it "
+                "another code and press *Set token*.")
+
+    def set_token(self, state: dict[str, Any] | None, row: float | None, col: float | None,
+                  code: float | None) -> tuple:
+        state = self._need(state)
+        num_codes = self._num_codes(state)
+        r, c, k = (_whole(v, name) for v, name in ((row, "row"), (col, "column"),
+                                                    (code, "code")))
+        indices = tk.set_token(np.asarray(state["indices"]), r, c, k, num_codes)
+        state = {**state, "indices": indices.tolist(), "selected": [r, c]}
+        return self._outputs(state, f"Cell (row {r}, column {c}) now holds code {k}.")
+
+    def replace_code(self, state: dict[str, Any] | None, old: float | None, new: float | None
+                     ) -> tuple:
+        state = self._need(state)
+        indices, count = tk.replace_code(np.asarray(state["indices"]), _whole(old, "old code"),
+                                         _whole(new, "new code"), self._num_codes(state))
+        state = {**state, "indices": indices.tolist()}
+        return self._outputs(state, f"Replaced {count} occurrence(s) of code {int(old)} with "
+                                    f"{int(new)}." if count else
+                             f"Code {int(old)} does not occur in this grid; nothing changed.")
+
+    def randomize(self, state: dict[str, Any] | None, k: float | None, seed: float | None
+                  ) -> tuple:
+        state = self._need(state)
+        indices, cells = tk.randomize_tokens(np.asarray(state["indices"]), _whole(k, "k"),
+                                             self._num_codes(state), _whole(seed or 0, "seed"))
+        state = {**state, "indices": indices.tolist()}
+        return self._outputs(state, f"Randomized {len(cells)} token(s).")
+
+    def reset(self, state: dict[str, Any] | None) -> tuple:
+        state = self._need(state)
+        return self._outputs({**state, "indices": state["original"], "selected": None},
+                             "Back to the encoder's tokens.")
+
+    def _num_codes(self, state: dict[str, Any]) -> int:
+        with self.manager.use(state["model"]) as loaded:
+            return int(loaded["vq"].quantize.embedding.weight.shape[0])
+
+    def eval_histogram(self, model_id: str) -> tuple[np.ndarray, str]:
+        """Code use over the shapes evaluation renders (cached per model)."""
+        from mmstudio.worlds.datasets import eval_set
+
+        model_id = self._check_model(model_id)
+        spec = self.manager.catalog.get(model_id)
+        small = (spec.resolution or SHAPES_CANVAS) == SHAPES_CANVAS
+        n = EVAL_HIST_N[small]
+        with self._lock:
+            counts = self._eval_counts.get(model_id)
+        with self.manager.use(model_id) as loaded:
+            vq = loaded["vq"]
+            info = tk.vq_info(vq, spec.resolution)
+            if counts is None:
+                items = eval_set(shapes, n)
+                grids = []
+                for start in range(0, n, 100 if small else 8):
+                    batch = np.stack([upscale(i.sample, info.resolution)
+                                      for i in items[start:start + (100 if small else 8)]])
+                    if batch.shape[1] != info.resolution:
+                        batch = np.stack([np.asarray(Image.fromarray(b).resize(
+                            (info.resolution, info.resolution), Image.Resampling.NEAREST))
+                            for b in batch])
+                    grids.append(tk.encode_indices(vq, batch))
+                counts = tk.code_histogram(np.concatenate(grids), info.num_codes)
+                with self._lock:
+                    self._eval_counts[model_id] = counts
+        usage = tk.codebook_usage(np.repeat(np.arange(len(counts)), counts), len(counts))
+        title = (f"{model_id} on {n} shapes evaluation renders: {usage.used} of {usage.num_codes} "
+                 f"codes used ({usage.share:.0%}), perplexity {usage.perplexity:.0f}")
+        text = (f"Over {n} evaluation renders ({usage.tokens:,} tokens) **{usage.used} of "
+                f"{usage.num_codes} codes** are used ({usage.share:.0%}); perplexity "
+                f"{usage.perplexity:.0f} (the effective number of codes).")
+        return histogram_image(counts, title), text
+
+    def browse(self, model_id: str, start: float | None, mode: str,
+               state: dict[str, Any] | None) -> tuple[np.ndarray, str]:
+        """Decode a page of codes: each as a whole grid of that code, or placed in the centre of
+        the current image's token grid."""
+        model_id = self._check_model(model_id)
+        spec = self.manager.catalog.get(model_id)
+        with self.manager.use(model_id) as loaded:
+            vq = loaded["vq"]
+            info = tk.vq_info(vq, spec.resolution)
+            page = BROWSE_PAGE_SMALL if info.resolution <= 64 else BROWSE_PAGE_LARGE
+            first = _whole(start or 0, "first code")
+            if not 0 <= first < info.num_codes:
+                raise UserError(f"the first code must be between 0 and {info.num_codes - 1}")
+            codes = list(range(first, min(first + page, info.num_codes)))
+            context = None
+            if mode == BROWSE_MODES[1]:
+                state = self._need(state)
+                if state["model"] != model_id:
+                    raise UserError(f"the current image was tokenized by {state['model']}; "
+                                    f"tokenize it with {model_id} first")
+                context = np.asarray(state["indices"], np.int64)
+            images = tk.code_images(vq, codes, info.grid, context)
+        how = ("each decoded from a grid made of that one code" if context is None else
+               "each placed in the centre cell of the current image's tokens")
+        return code_atlas(images, codes), (f"Codes {codes[0]} to {codes[-1]} of "
+                                           f"{info.num_codes}, {how}.")
+
+    def compare(self, image: Any, state: dict[str, Any] | None) -> tuple:
+        """shapes-vqvae and shapes-vqgan on the same image, with their figures."""
+        source = image if image is not None else (self._need(state)["image"])
+        results = [self._tokenize(model_id, source) for model_id in COMPARED]
+        views: list[Any] = []
+        for result in results:
+            views += [view(result.image), render_token_grid(result.indices),
+                      view(result.reconstruction), view(error_heatmap(result.error))]
+        table = _figures_table(results, sharpness=True)
+        same = int((results[0].indices == results[1].indices).sum())
+        size = results[0].indices.size
+        table += ("\n\nBoth give **the same tokens**: shapes-vqgan kept shapes-vqvae's encoder and "
+                  "codebook and fine-tuned only the decoder, so every difference you see is the "
+                  "decoder's." if same == size else
+                  f"\n\nThe two encoders agree on {same} of {size} tokens.")
+        table += (" Edge sharpness = the reconstruction's Sobel gradient at the input's edges / "
+                  "the input's own (1.0 = as sharp; blur lowers it).")
+        return (*views, table)
+
+
+def _whole(value: float | None, name: str) -> int:
+    if value is None or float(value) != int(value):
+        raise UserError(f"{name} must be a whole number")
+    return int(value)
+
+
+def example_files(manager: ModelManager) -> list[str]:
+    folder = manager.settings.examples_dir
+    if not folder.is_dir():
+        return []
+    return [str(p) for p in sorted(folder.glob("*.png"))]
+
+
+# ------------------------------------------------------------------------------ layout
+
+
+def _view_image(caption: str, elem_id: str, pixelated: bool = True) -> gr.Image:
+    """A display image with its caption above it (a label badge would cover the image's top)."""
+    with gr.Column(min_width=200):
+        gr.Markdown(f"**{caption}**", elem_classes=["mm-caption"])
+        return gr.Image(show_label=False, label=caption, interactive=False, format="png",
+                        height=300, elem_id=elem_id,
+                        elem_classes=["mm-pixelated"] if pixelated else None)
+
+
+def build(manager: ModelManager) -> None:
+    tab = TokenizeTab(manager)
+    explain(INTRO)
+    choices = tab.model_choices()
+    default = manager.catalog.default_for("tokenize")
+    state = gr.State(None)
+    with gr.Row():
+        with gr.Column(scale=1, min_width=260):
+            model = gr.Dropdown(choices, value=default if default in choices else None,
+                                label="Model", elem_id="vq-model")
+            image_in = gr.Image(type="filepath", image_mode=None, sources=["upload", "clipboard"],
+                                label="Input image (any size or mode)", height=240,
+                                elem_id="vq-input", elem_classes=["mm-pixelated", "mm-fill"])
+            tokenize_btn = gr.Button("Tokenize", variant="primary", elem_id="vq-tokenize")
+            with gr.Row():
+                caption = gr.Textbox(label="...or render a shapes caption", scale=3,
+                                     placeholder="a large purple triangle on a navy background")
+                seed = gr.Number(0, precision=0, minimum=0, label="seed", scale=1, min_width=70)
+            render_btn = gr.Button("Render and tokenize")
+            examples = example_files(manager)
+            if examples:
+                gr.Examples([[p] for p in examples], [image_in], label="Examples",
+                            examples_per_page=12)
+            notes = gr.Markdown(elem_id="vq-notes")
+        with gr.Column(scale=4):
+            with gr.Row(equal_height=True):
+                view_in = _view_image("Model input", "vq-view-input")
+                view_grid = _view_image("Token grid: click a cell to edit it", "vq-grid",
+                                        pixelated=False)
+                view_recon = _view_image("Reconstruction: the decoded tokens", "vq-recon")
+                view_err = _view_image(f"Error map: |input - reconstruction|, 0 (black) to "
+                                       f"{ERROR_SCALE:.0f}+ (yellow) of 255", "vq-error")
+            with gr.Row():
+                figures = gr.Markdown(elem_id="vq-figures")
+                hist = gr.Image(label="Code use in this image", interactive=False, format="png",
+                                height=240, show_label=False, elem_id="vq-hist")
+    with gr.Accordion("Edit tokens: tokens are a vocabulary", open=True):
+        gr.Markdown("Click a cell of the token grid (or type its row and column), give it another "
+                    "code and decode again. Edits compose; *Reset* returns to the encoder's "
+                    "tokens.")
+        cell_info = gr.Markdown()
+        with gr.Row():
+            row = gr.Number(0, precision=0, minimum=0, label="row", min_width=80,
+                            elem_id="vq-row")
+            col = gr.Number(0, precision=0, minimum=0, label="column", min_width=80,
+                            elem_id="vq-col")
+            code = gr.Number(0, precision=0, minimum=0, label="new code", min_width=80,
+                             elem_id="vq-code")
+            set_btn = gr.Button("Set token", variant="primary", elem_id="vq-set")
+        with gr.Row():
+            old_code = gr.Number(0, precision=0, minimum=0, label="replace every code",
+                                 min_width=80)
+            new_code = gr.Number(0, precision=0, minimum=0, label="with code", min_width=80)
+            replace_btn = gr.Button("Replace everywhere")
+        with gr.Row():
+            k = gr.Number(4, precision=0, minimum=0, label="k tokens", min_width=80)
+            k_seed = gr.Number(0, precision=0, minimum=0, label="seed", min_width=80)
+            random_btn = gr.Button("Randomize k tokens")
+            reset_btn = gr.Button("Reset edits")
+    with gr.Accordion("Codebook: what each word looks like", open=False):
+        with gr.Row():
+            eval_btn = gr.Button("Code use on the evaluation set")
+            eval_text = gr.Markdown()
+        eval_hist = gr.Image(label="Code use over the shapes evaluation renders",
+                             interactive=False, format="png", height=220)
+        with gr.Row():
+            first = gr.Number(0, precision=0, minimum=0, label="first code", min_width=90)
+            mode = gr.Radio(list(BROWSE_MODES), value=BROWSE_MODES[0], label="decode each code as")
+            browse_btn = gr.Button("Show codes")
+        browse_text = gr.Markdown()
+        atlas = gr.Image(label="Codebook page", interactive=False, format="png")
+    with gr.Accordion("Side by side: VQ-VAE vs VQGAN on the same image", open=False):
+        compare_btn = gr.Button("Compare shapes-vqvae and shapes-vqgan")
+        cmp_views = []
+        for name in COMPARED:
+            with gr.Row(equal_height=True):
+                for what in ("input", "tokens", "reconstruction", "error map"):
+                    cmp_views.append(_view_image(f"{name}: {what}", f"vq-cmp-{name}-{what[:5]}",
+                                                 pixelated=what != "tokens"))
+        cmp_table = gr.Markdown()
+
+    main_outputs = [state, view_in, view_grid, view_recon, view_err, figures, notes, hist]
+    tokenize_btn.click(user_errors(tab.tokenize), [model, image_in], main_outputs,
+                       api_name="vq_tokenize")
+    # An upload, an example, a rendered caption or another model: tokenize right away.
+    for trigger in (image_in.change, model.change):
+        trigger(user_errors(tab.auto_tokenize), [model, image_in], main_outputs,
+                api_visibility="private", trigger_mode="always_last")
+    render_btn.click(user_errors(tab.render_caption), [caption, seed], image_in,
+                     api_name="vq_render_caption")
+    caption.submit(user_errors(tab.render_caption), [caption, seed], image_in,
+                   api_visibility="private")
+    view_grid.select(user_errors(tab.select_cell), [state],
+                     [state, view_grid, row, col, code, cell_info], api_visibility="private")
+    set_btn.click(user_errors(tab.set_token), [state, row, col, code], main_outputs,
+                  api_name="vq_set_token")
+    replace_btn.click(user_errors(tab.replace_code), [state, old_code, new_code], main_outputs,
+                      api_name="vq_replace_code")
+    random_btn.click(user_errors(tab.randomize), [state, k, k_seed], main_outputs,
+                     api_name="vq_randomize")
+    reset_btn.click(user_errors(tab.reset), [state], main_outputs, api_name="vq_reset")
+    eval_btn.click(user_errors(tab.eval_histogram), [model], [eval_hist, eval_text],
+                   api_name="vq_codebook_usage")
+    browse_btn.click(user_errors(tab.browse), [model, first, mode, state], [atlas, browse_text],
+                     api_name="vq_codebook")
+    compare_btn.click(user_errors(tab.compare), [image_in, state],
+                      [*cmp_views, cmp_table], api_name="vq_compare")
