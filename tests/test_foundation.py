@@ -205,7 +205,7 @@ def test_gpu_wrapper_is_identity_without_spaces(offline_settings: Settings) -> N
 
 
 def test_nothing_below_the_ui_imports_gradio() -> None:
-    """DESIGN.md's layering: pipelines, manager, worlds, training and evaluation are plain Python."""
+    """Layering (DESIGN.md): pipelines, manager, worlds, training, evaluation are plain Python."""
     import subprocess
     import sys
 

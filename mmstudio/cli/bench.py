@@ -3,8 +3,9 @@
 ``bench denoise`` reports, for one image at the model's resolution with guidance:
 - the bare loop (no per-step trace) over ``--runs`` runs (median);
 - the streamed loop as the Diffusion tab runs it: the loop in a background thread, and for every
-  step the three panels (x_t, predicted x0, predicted noise) converted, upscaled and PNG-encoded
-  as gradio does before sending them, and the overhead over the bare loop;
+  step the three panels (x_t, predicted x0, predicted noise) converted and PNG-encoded at the
+  model's size as the tab sends them (the browser enlarges them); and the overhead over the
+  bare loop;
 - our loop against diffusers' own ``StableDiffusionPipeline`` on the same (small, random) Stable
   Diffusion model and scheduler, where such a pipeline exists.
 """
@@ -52,9 +53,8 @@ def streamed(denoiser: Any, settings: Any) -> None:
     from mmstudio.pipelines.stream import in_background
     from mmstudio.pipelines.trace import step_frames
 
-    def encode(image: np.ndarray) -> None:
-        big = np.repeat(np.repeat(image, 7, 0), 7, 1)
-        Image.fromarray(big).save(io.BytesIO(), format="PNG")
+    def encode(image: np.ndarray) -> None:  # the tab sends panels at native size, as PNG
+        Image.fromarray(image).save(io.BytesIO(), format="PNG")
 
     for batch in in_background(denoise(denoiser, settings)):
         frames = [step_frames(item, denoiser) for item in batch

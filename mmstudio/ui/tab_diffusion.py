@@ -44,6 +44,18 @@ def _show(image: np.ndarray) -> np.ndarray:
     return upscale(image, DISPLAY)
 
 
+def _native(image: np.ndarray) -> np.ndarray:
+    """A step's panel as it is: the browser enlarges it (``mm-fill``, crisp pixels with
+    ``mm-pixelated``), so streaming a 32 px model costs three tiny PNGs per step instead of three
+    224 px ones (the streamed run stays within 10% of the bare loop; ``bench denoise``)."""
+    return image
+
+
+def _panel(label: str, elem_id: str) -> gr.Image:
+    return gr.Image(label=label, interactive=False, height=DISPLAY + 40, elem_id=elem_id,
+                    elem_classes=["mm-pixelated", "mm-fill"], format="png")
+
+
 def build(manager: ModelManager) -> None:
     from mmstudio.pipelines.schedulers import SCHEDULERS
 
@@ -66,14 +78,10 @@ def build(manager: ModelManager) -> None:
         seed = gr.Number(0, precision=0, label="Seed", minimum=0)
         go = gr.Button("Generate", variant="primary", scale=1)
     with gr.Row(equal_height=True):
-        x_t_view = gr.Image(label="x_t (model input)", interactive=False, height=DISPLAY + 40,
-                            elem_id="diffusion-xt")
-        x0_view = gr.Image(label="predicted x0", interactive=False, height=DISPLAY + 40,
-                           elem_id="diffusion-x0")
-        eps_view = gr.Image(label="predicted noise", interactive=False, height=DISPLAY + 40,
-                            elem_id="diffusion-eps")
-        final_view = gr.Image(label="result", interactive=False, height=DISPLAY + 40,
-                              elem_id="diffusion-result")
+        x_t_view = _panel("x_t (model input)", "diffusion-xt")
+        x0_view = _panel("predicted x0", "diffusion-x0")
+        eps_view = _panel("predicted noise", "diffusion-eps")
+        final_view = _panel("result", "diffusion-result")
     status = gr.Markdown()
     step_slider = gr.Slider(1, 25, value=1, step=1, label="Step (scrub the finished run)",
                             interactive=False, elem_id="diffusion-step")
@@ -108,7 +116,7 @@ def build(manager: ModelManager) -> None:
             if result is None and trace.frames:
                 last = trace.frames[-1]
                 progress(len(trace) / settings.steps, desc=f"step {len(trace)}/{settings.steps}")
-                yield (_show(last.x_t), _show(last.x0), _show(last.eps), gr.skip(),
+                yield (_native(last.x_t), _native(last.x0), _native(last.eps), gr.skip(),
                        f"step {len(trace)} of {settings.steps}, t = {last.timestep:.0f}, "
                        f"signal share ab = {last.alpha_bar:.3f}",
                        gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip())
@@ -119,7 +127,7 @@ def build(manager: ModelManager) -> None:
         last = trace.frames[-1]
         kind = "latent (previews are a cheap linear map; the result is VAE-decoded)" \
             if denoiser.latent else "pixel space"
-        yield (_show(last.x_t), _show(last.x0), _show(last.eps), _show(result.images[0]),
+        yield (_native(last.x_t), _native(last.x0), _native(last.eps), _native(result.images[0]),
                f"**Done** in {result.seconds:.2f} s: {settings.steps} {settings.scheduler} "
                f"steps, guidance {settings.guidance:g}, seed {settings.seed}, {kind}.",
                gr.update(minimum=1, maximum=len(trace), value=len(trace), interactive=True),
@@ -130,7 +138,7 @@ def build(manager: ModelManager) -> None:
         if trace is None or not len(trace):
             raise gr.Error("Generate an image first; then the slider scrubs through its steps.")
         frame = trace.frames[max(0, min(len(trace) - 1, int(index) - 1))]
-        return (_show(frame.x_t), _show(frame.x0), _show(frame.eps),
+        return (_native(frame.x_t), _native(frame.x0), _native(frame.eps),
                 f"step {frame.index + 1} of {len(trace)}, t = {frame.timestep:.0f}, "
                 f"signal share ab = {frame.alpha_bar:.3f}")
 
