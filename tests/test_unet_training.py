@@ -54,3 +54,59 @@ def test_init_from_an_exported_folder(tmp_path: Path, monkeypatch: pytest.Monkey
                                               "--out", str(second), "--init-from", str(first),
                                               *common]) == 0
     assert json.loads((second / "training.json").read_text())["step"] == 3
+
+
+def test_coordinate_channels() -> None:
+    import torch
+
+    from mmstudio.pipelines.denoise import with_coordinates
+
+    x = torch.randn(2, 3, 8, 8)
+    y = with_coordinates(x)
+    assert y.shape == (2, 5, 8, 8) and torch.equal(y[:, :3], x)
+    assert torch.equal(y[0, 3, :, 0], torch.full((8,), -1.0))  # x: -1 at the left edge
+    assert torch.equal(y[0, 3, 0, -1], torch.tensor(1.0))  # ... +1 at the right
+    assert torch.equal(y[0, 4, 0], torch.full((8,), -1.0))  # y: -1 along the top row
+    assert torch.equal(y[1, 4, -1], torch.full((8,), 1.0))  # ... +1 along the bottom
+
+
+def test_widening_conv_in_keeps_the_model_and_the_loop_uses_coordinates(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A U-Net trained without coordinate channels, widened for them (zero weights), predicts
+    exactly what it did; an exported model with them runs through the loop."""
+    import torch
+
+    from mmstudio.pipelines.denoise import with_coordinates
+
+    torch.manual_seed(0)
+    old = unet_training.build_unet((8, 16), 16, coords=False).eval()
+    new = unet_training.build_unet((8, 16), 16, coords=True).eval()
+    assert (old.config.in_channels, new.config.in_channels) == (3, 5)
+    new.load_state_dict(unet_training.widen_conv_in(old.state_dict(), 5))
+    x, t, cond = torch.randn(2, 3, 32, 32), torch.tensor([10, 500]), torch.randn(2, 4, 16)
+    with torch.no_grad():
+        before = old(x, t, encoder_hidden_states=cond).sample
+        after = new(with_coordinates(x), t, encoder_hidden_states=cond).sample
+    assert torch.allclose(before, after, atol=1e-6)
+    with pytest.raises(ValueError):
+        unet_training.widen_conv_in(new.state_dict(), 3)
+
+    assets = tmp_path / "assets"
+    tiny_models.make_open_clip(assets / "models" / "shapes-clip")
+    monkeypatch.setenv("MMSTUDIO_ASSETS", str(assets))
+    out = assets / "models" / "shapes-unet"
+    first = tmp_path / "no-coords"
+    common = ["--batch", "2", "--channels", "8,16"]
+    assert unet_training.main("shapes-unet", ["--steps", "2", "--no-coords", "--run",
+                                              str(tmp_path / "r1"), "--out", str(first),
+                                              *common]) == 0
+    assert unet_training.main("shapes-unet", ["--steps", "3", "--run", str(tmp_path / "r2"),
+                                              "--out", str(out), "--init-from", str(first),
+                                              *common]) == 0
+    assert json.loads((out / "unet" / "config.json").read_text())["in_channels"] == 5
+    settings = Settings(offline=True, assets=assets)
+    manager = ModelManager(settings, Catalog.load(settings), [DeviceInfo("cpu", 10**10, 10**10)])
+    denoiser = denoiser_for(manager, "shapes-unet")
+    assert (denoiser.coords, denoiser.channels) == (2, 3)
+    images = run(denoiser, DenoiseSettings(("a red circle",), steps=2, seed=1)).images
+    assert images.shape == (1, 32, 32, 3)

@@ -156,7 +156,12 @@ class PixelUNetDenoiser(Denoiser):
         self.unet, self.clip_model, self.tokenizer = unet, clip_model, tokenizer
         self.scheduler_config = scheduler_config
         self.prediction_type = scheduler_config.get("prediction_type", "epsilon")
-        self.channels = unet.config.in_channels
+        self.channels = unet.config.out_channels
+        self.coords = unet.config.in_channels - unet.config.out_channels
+        if self.coords not in (0, COORD_CHANNELS):
+            raise ValueError(f"a pixel U-Net takes its {self.channels} image channels, plus "
+                             f"{COORD_CHANNELS} coordinate channels or none; this one takes "
+                             f"{unet.config.in_channels}")
         self.size = unet.config.sample_size
         self.device, self.dtype = unet.device, unet.dtype
 
@@ -167,7 +172,28 @@ class PixelUNetDenoiser(Denoiser):
         return states.to(self.device, self.dtype)
 
     def predict(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        if self.coords:
+            x = with_coordinates(x)
         return self.unet(x, t, encoder_hidden_states=cond).sample
+
+
+COORD_CHANNELS = 2
+
+
+def with_coordinates(x: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) -> (B, C + 2, H, W): x and y of every pixel, in [-1, 1], appended as channels.
+
+    Convolutions and cross-attention are translation-equivariant, so a plain U-Net can only learn
+    *where* an object goes ("in the top left") from the faint edge effects of zero padding;
+    coordinate channels (Liu et al. 2018, "An intriguing failing of convolutional neural networks
+    and the CoordConv solution") tell every pixel where it is. A U-Net whose ``in_channels`` exceed
+    its ``out_channels`` by 2 is given them, in training and in the loop alike.
+    """
+    b, _, h, w = x.shape
+    ys = torch.linspace(-1.0, 1.0, h, device=x.device, dtype=x.dtype)
+    xs = torch.linspace(-1.0, 1.0, w, device=x.device, dtype=x.dtype)
+    grid = torch.stack(torch.meshgrid(xs, ys, indexing="xy"))  # (2, H, W): x, y
+    return torch.cat([x, grid.expand(b, -1, -1, -1)], dim=1)
 
 
 class StableDiffusionDenoiser(Denoiser):

@@ -26,22 +26,29 @@ import numpy as np
 import torch
 
 from mmstudio.config import Settings
+from mmstudio.pipelines.denoise import with_coordinates
 from mmstudio.training.checkpoint import Every, load_checkpoint, save_checkpoint
 
 log = logging.getLogger("mmstudio.train.unet")
 
 
-def build_unet(channels: tuple[int, ...], cross_attention_dim: int, layers: int = 1):
+def build_unet(channels: tuple[int, ...], cross_attention_dim: int, layers: int = 1,
+               coords: bool = True):
     """Full-resolution block without attention, cross-attention at the lower resolutions, and an
     attention-pooled text embedding added to the timestep embedding ("text" addition embedding):
-    a global path that learns colour, background and size fast, while cross-attention places."""
+    a global path that learns colour, background and size fast, while cross-attention places.
+    With ``coords``, two coordinate channels join the image at the input
+    (``pipelines.denoise.with_coordinates``): without them, position was the one attribute the
+    model had not learned after 4,700 steps (8%, below chance, with colour at 100%)."""
     from diffusers import UNet2DConditionModel
+
+    from mmstudio.pipelines.denoise import COORD_CHANNELS
 
     down = ("DownBlock2D",) + ("CrossAttnDownBlock2D",) * (len(channels) - 1)
     up = ("CrossAttnUpBlock2D",) * (len(channels) - 1) + ("UpBlock2D",)
     return UNet2DConditionModel(
         sample_size=32,
-        in_channels=3,
+        in_channels=3 + (COORD_CHANNELS if coords else 0),
         out_channels=3,
         down_block_types=down,
         up_block_types=up,
@@ -99,6 +106,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--channels", default="32,64,128")
     parser.add_argument("--layers", type=int, default=1)
+    parser.add_argument("--coords", action=argparse.BooleanOptionalAction, default=True,
+                        help="give the U-Net two coordinate channels (x, y) besides the image")
     parser.add_argument("--ema", type=float, default=0.999)
     parser.add_argument("--p-empty", type=float, default=0.1)
     parser.add_argument("--p-shorten", type=float, default=0.5)
@@ -132,7 +141,7 @@ def main(model_id: str, argv: list[str]) -> int:
     text_states = CaptionStates(clip_model, clip["tokenizer"])
     width = int(text_states([""]).shape[-1])
     channels = tuple(int(c) for c in args.channels.split(","))
-    unet = build_unet(channels, width, args.layers).to(device)
+    unet = build_unet(channels, width, args.layers, args.coords).to(device)
     ema = copy.deepcopy(unet).requires_grad_(False)
     optimizer = torch.optim.AdamW(unet.parameters(), lr=args.lr, weight_decay=0.01)
     scheduler = make_train_scheduler()
@@ -144,8 +153,9 @@ def main(model_id: str, argv: list[str]) -> int:
 
         shipped = UNet2DConditionModel.from_pretrained(args.init_from / "unet",
                                                        torch_dtype=torch.float32)
-        unet.load_state_dict(shipped.state_dict())
-        ema.load_state_dict(shipped.state_dict())
+        weights = widen_conv_in(shipped.state_dict(), unet.conv_in.in_channels)
+        unet.load_state_dict(weights)
+        ema.load_state_dict(weights)
         previous = json.loads((args.init_from / "training.json").read_text())
         start_step = int(previous.get("step", 0))
         log.info("initialised from %s (step %d)", args.init_from, start_step)
@@ -179,7 +189,8 @@ def main(model_id: str, argv: list[str]) -> int:
         t = torch.randint(0, 1000, (args.batch,), generator=generator).to(device)
         x_t = scheduler.add_noise(x0, noise, t)
         target = scheduler.get_velocity(x0, noise, t)
-        pred = unet(x_t, t, encoder_hidden_states=cond).sample
+        pred = unet(with_coordinates(x_t) if args.coords else x_t, t,
+                    encoder_hidden_states=cond).sample
         snr = alphas[t] / (1 - alphas[t])
         weight = torch.clamp(snr, max=args.min_snr) / (snr + 1)  # Min-SNR for v-prediction
         loss = (weight * (pred - target).pow(2).mean(dim=(1, 2, 3))).mean()
@@ -208,6 +219,20 @@ def main(model_id: str, argv: list[str]) -> int:
     return 0
 
 
+def widen_conv_in(state: dict[str, torch.Tensor], in_channels: int) -> dict[str, torch.Tensor]:
+    """Weights of a U-Net with fewer input channels, for one with ``in_channels``: the new input
+    channels (coordinates) start with zero weights, so the widened model computes exactly what the
+    old one did and learns to use them."""
+    weight = state["conv_in.weight"]  # (C_out, C_in, 3, 3)
+    extra = in_channels - weight.shape[1]
+    if extra < 0:
+        raise ValueError(f"cannot narrow conv_in from {weight.shape[1]} to {in_channels} channels")
+    if extra:
+        zeros = weight.new_zeros(weight.shape[0], extra, *weight.shape[2:])
+        state = {**state, "conv_in.weight": torch.cat([weight, zeros], dim=1)}
+    return state
+
+
 def _weights_digest(folder: Path) -> str:
     """SHA-256 of the text encoder's weights: the U-Net is only valid with exactly these."""
     import hashlib
@@ -227,7 +252,8 @@ def export(ema, args: argparse.Namespace, step: int) -> None:
     (out / "text_encoder.json").write_text(json.dumps({"model_id": args.clip}) + "\n")
     (out / "training.json").write_text(json.dumps(
         {"step": step, "steps": args.steps, "batch": args.batch, "lr": args.lr,
-         "channels": args.channels, "layers": args.layers, "ema": args.ema,
+         "channels": args.channels, "layers": args.layers, "coords": args.coords,
+         "ema": args.ema,
          "p_empty": args.p_empty, "p_shorten": args.p_shorten, "min_snr": args.min_snr,
          "seed": args.seed, "text_encoder": args.clip,
          "text_encoder_sha256": args.clip_sha256}, indent=2) + "\n")
