@@ -61,6 +61,8 @@ def test_upload_tokenize_and_edit_a_token(page, app_server: str) -> None:
     page.locator("#vq-set").click()
     page.get_by_text("1 token(s) edited").wait_for(timeout=TIMEOUT)
     page.get_by_text(f"now holds code {new_code}").wait_for(timeout=TIMEOUT)
+    page.get_by_text(f"Selected cell (row 3, column 4) holding code {new_code}").wait_for(
+        timeout=TIMEOUT)
     page.wait_for_function(
         "old => { const i = document.querySelector('#vq-recon img'); return i && i.src !== old; }",
         arg=before, timeout=TIMEOUT)

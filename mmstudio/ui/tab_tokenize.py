@@ -305,8 +305,16 @@ class TokenizeTab:
         code = int(np.asarray(state["indices"])[row, col])
         grid = render_token_grid(np.asarray(state["indices"]), (row, col),
                                  np.asarray(state["indices"]) != np.asarray(state["original"]))
-        return (state, grid, row, col, code,
-                f"Selected cell (row {row}, column {col}) holding code **{code}**. Give it "
+        return state, grid, row, col, code, self.selection_text(state)
+
+    @staticmethod
+    def selection_text(state: dict[str, Any] | None) -> str:
+        """The sentence about the selected cell (empty when none is selected)."""
+        if not state or not state.get("selected"):
+            return ""
+        row, col = state["selected"]
+        code = int(np.asarray(state["indices"])[row, col])
+        return (f"Selected cell (row {row}, column {col}) holding code **{code}**. Give it "
                 "another code and press *Set token*.")
 
     def set_token(self, state: dict[str, Any] | None, row: float | None, col: float | None,
@@ -535,25 +543,30 @@ def build(manager: ModelManager) -> None:
         cmp_table = gr.Markdown()
 
     main_outputs = [state, view_in, view_grid, view_recon, view_err, figures, notes, hist]
-    tokenize_btn.click(user_errors(tab.tokenize), [model, image_in], main_outputs,
-                       api_name="vq_tokenize")
+    new_grids = [tokenize_btn.click(user_errors(tab.tokenize), [model, image_in], main_outputs,
+                                    api_name="vq_tokenize")]
     # An upload, an example, a rendered caption or another model: tokenize right away.
     for trigger in (image_in.change, model.change):
-        trigger(user_errors(tab.auto_tokenize), [model, image_in], main_outputs,
-                api_visibility="private", trigger_mode="always_last")
+        new_grids.append(trigger(user_errors(tab.auto_tokenize), [model, image_in],
+                                 main_outputs, api_visibility="private",
+                                 trigger_mode="always_last"))
     render_btn.click(user_errors(tab.render_caption), [caption, seed], image_in,
                      api_name="vq_render_caption")
     caption.submit(user_errors(tab.render_caption), [caption, seed], image_in,
                    api_visibility="private")
     view_grid.select(user_errors(tab.select_cell), [state],
                      [state, view_grid, row, col, code, cell_info], api_visibility="private")
-    set_btn.click(user_errors(tab.set_token), [state, row, col, code], main_outputs,
-                  api_name="vq_set_token")
-    replace_btn.click(user_errors(tab.replace_code), [state, old_code, new_code], main_outputs,
-                      api_name="vq_replace_code")
-    random_btn.click(user_errors(tab.randomize), [state, k, k_seed], main_outputs,
-                     api_name="vq_randomize")
-    reset_btn.click(user_errors(tab.reset), [state], main_outputs, api_name="vq_reset")
+    edits = [
+        set_btn.click(user_errors(tab.set_token), [state, row, col, code], main_outputs,
+                      api_name="vq_set_token"),
+        replace_btn.click(user_errors(tab.replace_code), [state, old_code, new_code],
+                          main_outputs, api_name="vq_replace_code"),
+        random_btn.click(user_errors(tab.randomize), [state, k, k_seed], main_outputs,
+                         api_name="vq_randomize"),
+        reset_btn.click(user_errors(tab.reset), [state], main_outputs, api_name="vq_reset"),
+    ]
+    for edit in new_grids + edits:  # the sentence about the selected cell follows the grid
+        edit.then(tab.selection_text, [state], cell_info, api_visibility="private")
     eval_btn.click(user_errors(tab.eval_histogram), [model], [eval_hist, eval_text],
                    api_name="vq_codebook_usage")
     browse_btn.click(user_errors(tab.browse), [model, first, mode, state], [atlas, browse_text],
