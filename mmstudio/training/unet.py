@@ -111,7 +111,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--ema", type=float, default=0.999)
     parser.add_argument("--p-empty", type=float, default=0.1)
     parser.add_argument("--p-shorten", type=float, default=0.5)
-    parser.add_argument("--min-snr", type=float, default=5.0)
+    parser.add_argument("--min-snr", type=float, default=5.0,
+                        help="Min-SNR gamma of the loss weighting; 0: the plain v-loss")
     parser.add_argument("--clip", default="shapes-clip", help="catalog id of the text encoder")
     parser.add_argument("--run", type=Path, default=Path("runs/shapes-unet"))
     parser.add_argument("--out", type=Path, default=settings.models_dir / "shapes-unet")
@@ -192,7 +193,10 @@ def main(model_id: str, argv: list[str]) -> int:
         pred = unet(with_coordinates(x_t) if args.coords else x_t, t,
                     encoder_hidden_states=cond).sample
         snr = alphas[t] / (1 - alphas[t])
-        weight = torch.clamp(snr, max=args.min_snr) / (snr + 1)  # Min-SNR for v-prediction
+        if args.min_snr > 0:  # Min-SNR for v-prediction: x0-loss weight min(SNR, gamma)
+            weight = torch.clamp(snr, max=args.min_snr) / (snr + 1)
+        else:  # plain v-loss: x0-loss weight SNR + 1, more of it at high noise (layout)
+            weight = torch.ones_like(snr)
         loss = (weight * (pred - target).pow(2).mean(dim=(1, 2, 3))).mean()
         lr = args.lr * min(1.0, (step + 1) / args.warmup)
         lr *= 0.5 * (1 + math.cos(math.pi * min(1.0, step / args.steps)))  # cosine decay
