@@ -25,7 +25,12 @@ def test_eval_writes_metrics_and_the_card_table(
             "--json"]
     assert unet_eval.main("shapes-unet", argv) == 0
     metrics = json.loads((folder / "metrics.json").read_text())
-    assert metrics["samples"] == 6 and metrics["steps"] == 2 and metrics["guidance"] == 3.0
+    from mmstudio.catalog import Catalog
+    from mmstudio.config import Settings
+
+    default_guidance = Catalog.load(Settings.from_env()).get("shapes-unet").guidance
+    assert metrics["samples"] == 6 and metrics["steps"] == 2
+    assert metrics["guidance"] == default_guidance  # the catalog's, when --guidance is not given
     assert 0.0 <= metrics["adherence"] <= 1.0
     assert set(metrics["attribute_accuracy"]) == {"color", "shape", "size", "position",
                                                   "background"}
