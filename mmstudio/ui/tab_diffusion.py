@@ -44,14 +44,10 @@ def _show(image: np.ndarray) -> np.ndarray:
     return upscale(image, DISPLAY)
 
 
-def _native(image: np.ndarray) -> np.ndarray:
-    """A step's panel as it is: the browser enlarges it (``mm-fill``, crisp pixels with
-    ``mm-pixelated``), so streaming a 32 px model costs three tiny PNGs per step instead of three
-    224 px ones (the streamed run stays within 10% of the bare loop; ``bench denoise``)."""
-    return image
-
-
 def _panel(label: str, elem_id: str) -> gr.Image:
+    """A step panel. Images are sent at the model's size and the browser enlarges them
+    (``mm-fill``, crisp pixels with ``mm-pixelated``): streaming a 32 px model costs three tiny
+    PNGs per step instead of three 224 px ones (``bench denoise`` measures the overhead)."""
     return gr.Image(label=label, interactive=False, height=DISPLAY + 40, elem_id=elem_id,
                     elem_classes=["mm-pixelated", "mm-fill"], format="png")
 
@@ -116,7 +112,7 @@ def build(manager: ModelManager) -> None:
             if result is None and trace.frames:
                 last = trace.frames[-1]
                 progress(len(trace) / settings.steps, desc=f"step {len(trace)}/{settings.steps}")
-                yield (_native(last.x_t), _native(last.x0), _native(last.eps), gr.skip(),
+                yield (last.x_t, last.x0, last.eps, gr.skip(),
                        f"step {len(trace)} of {settings.steps}, t = {last.timestep:.0f}, "
                        f"signal share ab = {last.alpha_bar:.3f}",
                        gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip())
@@ -127,7 +123,7 @@ def build(manager: ModelManager) -> None:
         last = trace.frames[-1]
         kind = "latent (previews are a cheap linear map; the result is VAE-decoded)" \
             if denoiser.latent else "pixel space"
-        yield (_native(last.x_t), _native(last.x0), _native(last.eps), _native(result.images[0]),
+        yield (last.x_t, last.x0, last.eps, result.images[0],
                f"**Done** in {result.seconds:.2f} s: {settings.steps} {settings.scheduler} "
                f"steps, guidance {settings.guidance:g}, seed {settings.seed}, {kind}.",
                gr.update(minimum=1, maximum=len(trace), value=len(trace), interactive=True),
@@ -138,7 +134,7 @@ def build(manager: ModelManager) -> None:
         if trace is None or not len(trace):
             raise gr.Error("Generate an image first; then the slider scrubs through its steps.")
         frame = trace.frames[max(0, min(len(trace) - 1, int(index) - 1))]
-        return (_native(frame.x_t), _native(frame.x0), _native(frame.eps),
+        return (frame.x_t, frame.x0, frame.eps,
                 f"step {frame.index + 1} of {len(trace)}, t = {frame.timestep:.0f}, "
                 f"signal share ab = {frame.alpha_bar:.3f}")
 
