@@ -54,6 +54,23 @@ def test_init_from_an_exported_folder(tmp_path: Path, monkeypatch: pytest.Monkey
                                               "--out", str(second), "--init-from", str(first),
                                               *common]) == 0
     assert json.loads((second / "training.json").read_text())["step"] == 3
+    state = json.loads((tmp_path / "r2" / "checkpoint" / "state.json").read_text())["state"]
+    assert state["cycle_start"] == 2  # the resumed run keeps the new cycle's schedule
+
+
+def test_learning_rate_cycles() -> None:
+    """Warm-up then cosine to zero; --init-from starts a whole new cycle at the model's step."""
+    import argparse
+
+    args = argparse.Namespace(lr=1e-3, warmup=100, steps=1000)
+    fresh = [unet_training.learning_rate(s, args) for s in range(1000)]
+    assert fresh[0] == pytest.approx(1e-5) and max(fresh) == pytest.approx(fresh[99])
+    assert 0.95e-3 < fresh[99] <= 1e-3 and fresh[500] == pytest.approx(5e-4, rel=1e-2)
+    assert all(a >= b for a, b in zip(fresh[99:-1], fresh[100:], strict=True)) and fresh[-1] < 1e-8
+    shorter = argparse.Namespace(lr=1e-3, warmup=100, steps=400)
+    again = [unet_training.learning_rate(600 + k, args, cycle_start=600) for k in range(400)]
+    assert again == pytest.approx([unet_training.learning_rate(k, shorter) for k in range(400)])
+    assert again[0] == pytest.approx(1e-5) and again[99] > 0.8e-3 and again[-1] < 1e-7
 
 
 def test_coordinate_channels() -> None:

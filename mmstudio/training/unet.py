@@ -90,6 +90,17 @@ class CaptionStates:
         return torch.stack([self.cache[c] for c in captions])  # (B, L, D)
 
 
+def learning_rate(step: int, args: argparse.Namespace, cycle_start: int = 0) -> float:
+    """Linear warm-up, then cosine decay to zero at args.steps.
+
+    The cycle starts at `cycle_start`: 0 for a fresh run, the starting model's step for
+    --init-from (fresh optimizer state, so a new warm-up and a whole new cosine cycle).
+    """
+    done, length = step - cycle_start, max(1, args.steps - cycle_start)
+    lr = args.lr * min(1.0, (done + 1) / args.warmup)
+    return lr * 0.5 * (1 + math.cos(math.pi * min(1.0, done / length)))
+
+
 def to_model_range(images: np.ndarray) -> torch.Tensor:
     """(B, H, W, 3) uint8 -> (B, 3, H, W) float in [-1, 1]."""
     return torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1.0
@@ -148,7 +159,7 @@ def main(model_id: str, argv: list[str]) -> int:
     scheduler = make_train_scheduler()
     alphas = scheduler.alphas_cumprod.to(device)
 
-    start_step = 0
+    start_step = cycle_start = 0
     if args.init_from is not None:
         from diffusers import UNet2DConditionModel
 
@@ -158,13 +169,15 @@ def main(model_id: str, argv: list[str]) -> int:
         unet.load_state_dict(weights)
         ema.load_state_dict(weights)
         previous = json.loads((args.init_from / "training.json").read_text())
-        start_step = int(previous.get("step", 0))
-        log.info("initialised from %s (step %d)", args.init_from, start_step)
+        start_step = cycle_start = int(previous.get("step", 0))
+        log.info("initialised from %s (step %d); a new learning-rate cycle to step %d",
+                 args.init_from, start_step, args.steps)
     if args.resume:
         state = load_checkpoint(args.run / "checkpoint", {"unet": unet, "ema": ema},
                                 {"adamw": optimizer})
         if state is not None:
             start_step = state["step"]
+            cycle_start = int(state.get("cycle_start", 0))
             log.info("resumed from step %d", start_step)
     sampler = WorldSampler("shapes", seed=args.seed * 1_000_003 + start_step,
                            p_shorten=args.p_shorten, p_empty=args.p_empty, split="train")
@@ -176,7 +189,7 @@ def main(model_id: str, argv: list[str]) -> int:
 
     def save(step: int) -> None:
         save_checkpoint(args.run / "checkpoint", {"unet": unet, "ema": ema},
-                        {"adamw": optimizer}, {"step": step, "args": {
+                        {"adamw": optimizer}, {"step": step, "cycle_start": cycle_start, "args": {
                             k: str(v) if isinstance(v, Path) else v
                             for k, v in vars(args).items()}})
         export(ema, args, step)
@@ -198,8 +211,7 @@ def main(model_id: str, argv: list[str]) -> int:
         else:  # plain v-loss: x0-loss weight SNR + 1, more of it at high noise (layout)
             weight = torch.ones_like(snr)
         loss = (weight * (pred - target).pow(2).mean(dim=(1, 2, 3))).mean()
-        lr = args.lr * min(1.0, (step + 1) / args.warmup)
-        lr *= 0.5 * (1 + math.cos(math.pi * min(1.0, step / args.steps)))  # cosine decay
+        lr = learning_rate(step, args, cycle_start)
         for group in optimizer.param_groups:
             group["lr"] = lr
         optimizer.zero_grad(set_to_none=True)
