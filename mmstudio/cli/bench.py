@@ -8,6 +8,14 @@
   bare loop;
 - our loop against diffusers' own ``StableDiffusionPipeline`` on the same (small, random) Stable
   Diffusion model and scheduler, where such a pipeline exists.
+
+``bench similarity`` answers the Similarity tab's ``/similarity`` event for ``--images`` images x
+``--texts`` texts (embeddings, matrix, zero-shot, retrieval, map, and the three figures encoded as
+PNG the way gradio sends them): the first call of a fresh process, calls with new images and texts
+(embeddings computed), and repeated calls (embeddings from the session cache).
+
+    python -m mmstudio bench denoise [--model ID] [--steps 25] [--runs 5] [--threads N] [--json]
+    python -m mmstudio bench similarity [--model shapes-clip] [--images 50] [--texts 20]
 """
 
 from __future__ import annotations
@@ -23,12 +31,14 @@ from typing import Any
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("bench", help="measure performance (denoise)")
-    parser.add_argument("what", choices=["denoise"])
-    parser.add_argument("--model", default=None, help="default: the denoise default model")
-    parser.add_argument("--steps", type=int, default=25)
-    parser.add_argument("--scheduler", default="ddim")
-    parser.add_argument("--runs", type=int, default=5)
+    parser = subparsers.add_parser("bench", help="measure performance (denoise, similarity)")
+    parser.add_argument("what", choices=["denoise", "similarity"])
+    parser.add_argument("--model", default=None, help="default: the task's default model")
+    parser.add_argument("--steps", type=int, default=25, help="denoise: sampling steps")
+    parser.add_argument("--scheduler", default="ddim", help="denoise: scheduler")
+    parser.add_argument("--runs", type=int, default=5, help="timed runs (median reported)")
+    parser.add_argument("--images", type=int, default=50, help="similarity: images")
+    parser.add_argument("--texts", type=int, default=20, help="similarity: texts")
     parser.add_argument("--threads", type=int, default=0, help="0: torch's default")
     parser.add_argument("--json", action="store_true")
     parser.set_defaults(func=run_bench)
@@ -130,11 +140,73 @@ def bench_vs_diffusers(args: argparse.Namespace) -> dict[str, Any]:
             "diffusers_pipeline_s": round(library, 4), "ratio": round(ours / library, 3)}
 
 
+def bench_similarity(args: argparse.Namespace) -> dict[str, Any]:
+    import numpy as np
+
+    from mmstudio.manager import ModelManager
+    from mmstudio.ui import tab_similarity as ui
+    from mmstudio.worlds import shapes
+
+    def inputs(seed: int) -> tuple[str, str]:
+        rng = np.random.default_rng(seed)
+        attrs = [shapes.sample_attrs(rng, "all") for _ in range(args.images)]
+        captions = "\n".join(shapes.caption(a) for a in attrs)
+        return captions, "\n".join(shapes.caption(a) for a in attrs[: args.texts])
+
+    tab = ui.SimilarityTab(ModelManager())
+    model_id = args.model or tab.manager.catalog.default_for("similarity")
+    start = time.perf_counter()
+    tab.manager.get(model_id)
+    load = time.perf_counter() - start
+
+    def answer(seed: int = 0) -> tuple[float, float]:
+        captions, texts = inputs(seed)
+        start = time.perf_counter()
+        out = tab.compare(model_id, captions, seed, None, texts, "color x shape",
+                          "yours+shapes")
+        compute = time.perf_counter() - start
+        for figure in (out[2], out[3], out[5]):  # what gradio does with a matplotlib figure
+            figure.savefig(io.BytesIO(), format="png")
+        return compute, time.perf_counter() - start
+
+    first = answer()
+    fresh = [answer(seed) for seed in range(1, args.runs + 1)]  # new images and texts
+    cached = [answer() for _ in range(args.runs)]
+    return {
+        "model": model_id, "images": args.images, "texts": args.texts, "runs": args.runs,
+        "load_s": round(load, 3),
+        "first_total_s": round(first[1], 3),
+        "new_inputs_total_median_s": round(statistics.median(r[1] for r in fresh), 3),
+        "cached_compute_median_s": round(statistics.median(r[0] for r in cached), 3),
+        "cached_total_median_s": round(statistics.median(r[1] for r in cached), 3),
+        "cached_total_max_s": round(max(r[1] for r in cached), 3),
+    }
+
+
+def print_similarity(figures: dict[str, Any], threads: int) -> None:
+    print(f"similarity bench: {figures['model']}, {figures['images']} images x "
+          f"{figures['texts']} texts, {threads} threads")
+    print(f"  model load            {figures['load_s']:.3f} s")
+    print(f"  first answer          {figures['first_total_s']:.3f} s (cold process)")
+    print(f"  new images and texts  {figures['new_inputs_total_median_s']:.3f} s (median of "
+          f"{figures['runs']}, embeddings computed, with figures)")
+    print(f"  cached, compute only  {figures['cached_compute_median_s']:.3f} s (median)")
+    print(f"  cached, with figures  {figures['cached_total_median_s']:.3f} s (median), "
+          f"max {figures['cached_total_max_s']:.3f} s")
+
+
 def run_bench(args: argparse.Namespace) -> int:
     import torch
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.what == "similarity":
+        figures = bench_similarity(args)
+        if args.json:
+            print(json.dumps(figures, indent=2))
+        else:
+            print_similarity(figures, torch.get_num_threads())
+        return 0
     figures = bench_denoise(args)
     if args.json:
         print(json.dumps(figures, indent=2))
