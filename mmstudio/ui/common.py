@@ -32,6 +32,13 @@ CSS = """
 """
 
 
+def model_work(manager: Any, fn: F, duration: int = 60) -> F:
+    """A handler that runs models: user errors translated (``user_errors``), and on Hugging Face
+    ZeroGPU the whole call runs under ``spaces.GPU`` (``ModelManager.gpu``), which attaches a GPU
+    for its duration; elsewhere only the error translation is added."""
+    return manager.gpu(user_errors(fn), duration)
+
+
 def user_errors(fn: F) -> F:
     """Turn a ``UserError`` into a ``gr.Error`` with its message, and any other failure into a
     short ``gr.Error`` (logged with its traceback), so the page shows a reason and the server

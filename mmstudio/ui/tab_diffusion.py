@@ -10,7 +10,7 @@ import gradio as gr
 import numpy as np
 
 from mmstudio.manager import ModelManager
-from mmstudio.ui.common import explain, upscale, user_errors
+from mmstudio.ui.common import explain, model_work, upscale, user_errors
 
 EXPLAIN = """
 **What you are seeing.** A diffusion model starts from pure noise and removes a little of it at
@@ -89,7 +89,6 @@ def build(manager: ModelManager) -> None:
             gif_file = gr.File(label="Trace as GIF", interactive=False)
             mp4_file = gr.File(label="Trace as MP4", interactive=False)
 
-    @user_errors
     def generate(prompt_text: str, model_id: str, scheduler_name: str, n_steps: float,
                  scale: float, seed_value: float, progress: gr.Progress = gr.Progress()):
         from mmstudio.pipelines.denoise import DenoiseResult, DenoiseSettings, denoise, denoiser_for
@@ -138,7 +137,7 @@ def build(manager: ModelManager) -> None:
                 f"step {frame.index + 1} of {len(trace)}, t = {frame.timestep:.0f}, "
                 f"signal share ab = {frame.alpha_bar:.3f}")
 
-    go.click(generate, [prompt, model, scheduler, steps, guidance, seed],
+    go.click(model_work(manager, generate), [prompt, model, scheduler, steps, guidance, seed],
              [x_t_view, x0_view, eps_view, final_view, status, step_slider, trace_state,
               grid_view, gif_file, mp4_file], api_name="denoise")
     step_slider.input(scrub, [step_slider, trace_state],
@@ -174,12 +173,11 @@ def build(manager: ModelManager) -> None:
     with gr.Accordion("Guidance x seed: the same prompt, side by side", open=False):
         with gr.Row():
             grid_prompt = gr.Textbox(DEFAULT_PROMPT, label="Prompt", scale=3)
-            guidances = gr.Textbox("1, 3, 6", label="Guidance values (comma separated)")
+            guidances = gr.Textbox("0, 1, 1.5, 3", label="Guidance values (comma separated)")
             seeds = gr.Slider(1, 8, value=4, step=1, label="Seeds (0, 1, ...)")
             compare = gr.Button("Compare")
         compare_view = gr.Image(label="Rows: guidance; columns: seed", interactive=False)
 
-    @user_errors
     def comparison(prompt_text: str, model_id: str, scheduler_name: str, n_steps: float,
                    guidance_text: str, n_seeds: float):
         from mmstudio.pipelines.denoise import DenoiseSettings, denoiser_for, run
@@ -194,8 +192,9 @@ def build(manager: ModelManager) -> None:
         return labelled_grid(rows, [f"g={v:g}" for v in values],
                              [f"seed {s}" for s in range(int(n_seeds))])
 
-    compare.click(comparison, [grid_prompt, model, scheduler, steps, guidances, seeds],
-                  compare_view, api_name="denoise_grid")
+    compare.click(model_work(manager, comparison),
+                  [grid_prompt, model, scheduler, steps, guidances, seeds], compare_view,
+                  api_name="denoise_grid")
 
 
 def forward_view(caption_text: str, upload_path: str | None, t: float, schedule_name: str):

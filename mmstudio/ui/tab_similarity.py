@@ -17,7 +17,7 @@ from matplotlib.offsetbox import AnnotationBbox, OffsetImage
 from mmstudio.errors import UserError
 from mmstudio.manager import ModelManager
 from mmstudio.pipelines import align
-from mmstudio.ui.common import explain, gr, upscale, user_errors
+from mmstudio.ui.common import explain, gr, model_work, upscale
 from mmstudio.worlds import shapes
 
 INTRO = """\
@@ -419,15 +419,16 @@ def build(manager: ModelManager) -> None:
         data = gr.JSON(label="cosine, probabilities, logit scale")
 
     common = [model, captions, seed, files, texts]
-    button.click(user_errors(tab.compare), [*common, class_set, gallery_choice],
+    button.click(model_work(manager, tab.compare), [*common, class_set, gallery_choice],
                  [preview, summary, matrix, zs_plot, results, emb_map, data, image_index, query],
                  api_name="similarity")
     zs_inputs = [*common, image_index, class_set]
-    image_index.input(user_errors(tab.zero_shot), zs_inputs, zs_plot,
+    image_index.input(model_work(manager, tab.zero_shot), zs_inputs, zs_plot,
                       api_name="similarity_zero_shot")
-    class_set.input(user_errors(tab.zero_shot), zs_inputs, zs_plot,
+    class_set.input(model_work(manager, tab.zero_shot), zs_inputs, zs_plot,
                     api_name="similarity_zero_shot_classes")
     ret_inputs = [*common, query, gallery_choice]
-    query.input(user_errors(tab.retrieve), ret_inputs, results, api_name="similarity_retrieve")
-    gallery_choice.input(user_errors(tab.retrieve), ret_inputs, results,
+    query.input(model_work(manager, tab.retrieve), ret_inputs, results,
+                api_name="similarity_retrieve")
+    gallery_choice.input(model_work(manager, tab.retrieve), ret_inputs, results,
                          api_name="similarity_retrieve_gallery")

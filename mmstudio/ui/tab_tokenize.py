@@ -20,7 +20,7 @@ from PIL import Image, ImageDraw, ImageFont
 from mmstudio.errors import UserError
 from mmstudio.manager import ModelManager
 from mmstudio.pipelines import tokenize as tk
-from mmstudio.ui.common import explain, gr, upscale, user_errors
+from mmstudio.ui.common import explain, gr, model_work, upscale, user_errors
 from mmstudio.worlds import shapes
 
 INTRO = """\
@@ -543,11 +543,11 @@ def build(manager: ModelManager) -> None:
         cmp_table = gr.Markdown()
 
     main_outputs = [state, view_in, view_grid, view_recon, view_err, figures, notes, hist]
-    new_grids = [tokenize_btn.click(user_errors(tab.tokenize), [model, image_in], main_outputs,
-                                    api_name="vq_tokenize")]
+    new_grids = [tokenize_btn.click(model_work(manager, tab.tokenize), [model, image_in],
+                                    main_outputs, api_name="vq_tokenize")]
     # An upload, an example, a rendered caption or another model: tokenize right away.
     for trigger in (image_in.change, model.change):
-        new_grids.append(trigger(user_errors(tab.auto_tokenize), [model, image_in],
+        new_grids.append(trigger(model_work(manager, tab.auto_tokenize), [model, image_in],
                                  main_outputs, api_visibility="private",
                                  trigger_mode="always_last"))
     render_btn.click(user_errors(tab.render_caption), [caption, seed], image_in,
@@ -557,19 +557,19 @@ def build(manager: ModelManager) -> None:
     view_grid.select(user_errors(tab.select_cell), [state],
                      [state, view_grid, row, col, code, cell_info], api_visibility="private")
     edits = [
-        set_btn.click(user_errors(tab.set_token), [state, row, col, code], main_outputs,
+        set_btn.click(model_work(manager, tab.set_token), [state, row, col, code], main_outputs,
                       api_name="vq_set_token"),
-        replace_btn.click(user_errors(tab.replace_code), [state, old_code, new_code],
+        replace_btn.click(model_work(manager, tab.replace_code), [state, old_code, new_code],
                           main_outputs, api_name="vq_replace_code"),
-        random_btn.click(user_errors(tab.randomize), [state, k, k_seed], main_outputs,
+        random_btn.click(model_work(manager, tab.randomize), [state, k, k_seed], main_outputs,
                          api_name="vq_randomize"),
-        reset_btn.click(user_errors(tab.reset), [state], main_outputs, api_name="vq_reset"),
+        reset_btn.click(model_work(manager, tab.reset), [state], main_outputs, api_name="vq_reset"),
     ]
     for edit in new_grids + edits:  # the sentence about the selected cell follows the grid
         edit.then(tab.selection_text, [state], cell_info, api_visibility="private")
-    eval_btn.click(user_errors(tab.eval_histogram), [model], [eval_hist, eval_text],
+    eval_btn.click(model_work(manager, tab.eval_histogram), [model], [eval_hist, eval_text],
                    api_name="vq_codebook_usage")
-    browse_btn.click(user_errors(tab.browse), [model, first, mode, state], [atlas, browse_text],
-                     api_name="vq_codebook")
-    compare_btn.click(user_errors(tab.compare), [image_in, state],
+    browse_btn.click(model_work(manager, tab.browse), [model, first, mode, state],
+                     [atlas, browse_text], api_name="vq_codebook")
+    compare_btn.click(model_work(manager, tab.compare), [image_in, state],
                       [*cmp_views, cmp_table], api_name="vq_compare")
