@@ -29,6 +29,7 @@ CSS = """
 .mm-explain {font-size: 0.95em; opacity: 0.9}
 .mm-pixelated img {image-rendering: pixelated}
 .mm-fill img {width: 100%; height: 100%; object-fit: contain}
+.mm-caption p {margin: 0}
 """
 
 

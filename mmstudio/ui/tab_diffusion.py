@@ -44,12 +44,18 @@ def _show(image: np.ndarray) -> np.ndarray:
     return upscale(image, DISPLAY)
 
 
-def _panel(label: str, elem_id: str) -> gr.Image:
+def _panel(label: str, elem_id: str, buttons: tuple[str, ...] = ()) -> gr.Image:
     """A step panel. Images are sent at the model's size and the browser enlarges them
     (``mm-fill``, crisp pixels with ``mm-pixelated``): streaming a 32 px model costs three tiny
-    PNGs per step instead of three 224 px ones (``bench denoise`` measures the overhead)."""
-    return gr.Image(label=label, interactive=False, height=DISPLAY + 40, elem_id=elem_id,
-                    elem_classes=["mm-pixelated", "mm-fill"], format="png")
+    PNGs per step instead of three 224 px ones (``bench denoise`` measures the overhead).
+    The caption sits above the image: a label badge would cover its top-left corner, which is
+    where "in the top left" puts the object; for the same reason the step panels carry no
+    buttons over their top-right corner (the trace downloads as GIF, MP4 and a grid below)."""
+    with gr.Column(min_width=160):
+        gr.Markdown(f"**{label}**", elem_classes=["mm-caption"])
+        return gr.Image(label=label, show_label=False, interactive=False, height=DISPLAY,
+                        buttons=list(buttons), elem_id=elem_id,
+                        elem_classes=["mm-pixelated", "mm-fill"], format="png")
 
 
 def build(manager: ModelManager) -> None:
@@ -77,7 +83,7 @@ def build(manager: ModelManager) -> None:
         x_t_view = _panel("x_t (model input)", "diffusion-xt")
         x0_view = _panel("predicted x0", "diffusion-x0")
         eps_view = _panel("predicted noise", "diffusion-eps")
-        final_view = _panel("result", "diffusion-result")
+        final_view = _panel("result", "diffusion-result", buttons=("download",))
     status = gr.Markdown()
     step_slider = gr.Slider(1, 25, value=1, step=1, label="Step (scrub the finished run)",
                             interactive=False, elem_id="diffusion-step")
