@@ -91,6 +91,9 @@ def evaluate(manager: Any, model_id: str, args: argparse.Namespace) -> dict[str,
         "adherence_seen": share(hits["seen"]),
         "adherence_held_out": share(hits["held_out"]),
         "attribute_accuracy": {f: share(v) for f, v in per_field.items()},
+        # per prompt, in order: 1 = every attribute right (the prompt list is a prefix of a longer
+        # one, so a shorter re-measure can be checked against the start of this)
+        "hits": "".join("1" if ok else "0" for ok in hits["all"]),
         "diversity_caption": DIVERSITY_CAPTION,
         "diversity_seeds": args.diversity_seeds,
         "positions_covered": len(positions),
