@@ -38,7 +38,7 @@ def test_first_100_prompts_are_reproduced() -> None:
     args = argparse.Namespace(n=100, steps=25, guidance=None, scheduler="ddim", seed=0, batch=50,
                               diversity_seeds=50)
     again = unet_eval.evaluate(ModelManager(), "shapes-unet", args)
-    same = sum(a == b for a, b in zip(again["hits"], metrics["hits"][:100], strict=False))
+    same = sum(a == b for a, b in zip(again["hits"], metrics["hits"][:100], strict=True))
     assert same >= 95, f"{same} of the first 100 prompts agree with metrics.json"
     assert again["adherence"] >= 0.85
     assert again["positions_covered"] >= 4 and again["sizes_covered"] == 2

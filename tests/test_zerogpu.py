@@ -3,6 +3,7 @@ wrapped with `spaces.GPU`; elsewhere nothing changes (tests/test_foundation.py).
 
 from __future__ import annotations
 
+import sys
 import types
 
 import pytest
@@ -20,7 +21,7 @@ def test_model_handlers_run_under_spaces_gpu(monkeypatch: pytest.MonkeyPatch) ->
             return fn
         return decorate
 
-    monkeypatch.setitem(__import__("sys").modules, "spaces", types.SimpleNamespace(GPU=gpu))
+    monkeypatch.setitem(sys.modules, "spaces", types.SimpleNamespace(GPU=gpu))
     app = build_app(ModelManager())
     names = {name for name, _ in wrapped}
     expected = {"generate", "comparison",  # Diffusion
