@@ -31,3 +31,8 @@ def hf_clip_token_states(text_encoder: Any, tokenizer: Any, prompts: list[str]) 
         prompts, padding="max_length", max_length=length, truncation=True, return_tensors="pt"
     ).input_ids.to(text_encoder.device)
     return text_encoder(tokens).last_hidden_state
+
+
+def open_clip_token_mask(tokenizer: Any, prompts: list[str]) -> torch.Tensor:
+    """True at the prompt's own tokens (start, words, end), False at the padding: (B, L) bool."""
+    return tokenizer(prompts) != 0  # open_clip pads with token id 0

@@ -17,4 +17,6 @@ TRAINERS: dict[str, str] = {
     "shapes-vqgan": "mmstudio.training.vq",
     "shapes-clip": "mmstudio.training.clip",
     "shapes-unet": "mmstudio.training.unet",
+    "shapes-vae": "mmstudio.training.vae",
+    "shapes-dit": "mmstudio.training.dit",
 }
