@@ -5,6 +5,13 @@ from the catalog, through the loader its record names; they are placed by ``devi
 with Accelerate; an LRU cache keeps the loaded weights under ``Settings.max_memory``. Thread safety:
 a lock per model id makes concurrent first requests load once; weights are shared read-only, and
 everything mutable (schedulers, generators) is made per request by the pipelines.
+
+Borrowing: a pipeline holds its models with ``use`` for the whole run. A borrowed model is never
+evicted or unloaded, so a run cannot lose its weights halfway and a second request for the same
+model finds the same copy (never a second one). Finding a model and borrowing it happen under one
+lock, so no eviction can come in between. When the models borrowed at once do not fit the budget
+together, the newcomer still loads (a run is not refused for others' runs) and the cache shrinks
+back under the budget as soon as they are returned.
 """
 
 from __future__ import annotations
@@ -23,10 +30,15 @@ from typing import Any, TypeVar
 from mmstudio.catalog import Catalog, ModelSpec
 from mmstudio.config import Settings
 from mmstudio.devices import DeviceInfo, Placement, discover_devices, plan_placement
-from mmstudio.errors import ModelUnavailable
+from mmstudio.errors import ModelUnavailable, UserError
 
 log = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable[..., Any])
+# One model construction at a time in the process: diffusers and transformers build modules under
+# accelerate's ``init_empty_weights``, which swaps ``nn.Module.register_parameter`` globally; two
+# loads at once (of different models) can restore each other's patch and leave every module made
+# afterwards on the meta device. Loads of different models still overlap in everything else.
+_CONSTRUCTION = threading.Lock()
 
 
 @dataclass
@@ -61,6 +73,17 @@ class _Entry:
         return sum(r.in_use for r in self.replicas)
 
 
+class ModelInUse(UserError):
+    """An unload asked for while runs are borrowing the model."""
+
+    def __init__(self, model_id: str, borrowers: int) -> None:
+        super().__init__(f"'{model_id}' is in use by {borrowers} running request(s); it is not "
+                         "unloaded while they run (the cache evicts it once they are done and "
+                         "the memory is needed)")
+        self.model_id = model_id
+        self.borrowers = borrowers
+
+
 class ModelManager:
     def __init__(
         self,
@@ -85,44 +108,57 @@ class ModelManager:
 
     # ------------------------------------------------------------------ loading
     def get(self, model_id: str) -> LoadedModel:
-        """The loaded model (least busy replica), loading it on first use."""
-        entry = self._entry(model_id)
-        with self._lock:
-            self._entries.move_to_end(model_id)
-            entry.last_used = time.monotonic()
-            return min(entry.replicas, key=lambda r: (r.in_use, next(entry._round_robin)))
+        """The loaded model (least busy replica), loading it on first use.
+
+        Not borrowed: it may be evicted as soon as this returns. Code that runs the model holds
+        it with ``use`` instead."""
+        return self._acquire(model_id, borrow=False)
 
     @contextlib.contextmanager
     def use(self, model_id: str) -> Iterator[LoadedModel]:
-        """Borrow a replica for one request; it is not evicted while borrowed."""
-        model = self.get(model_id)
-        with self._lock:
-            model.in_use += 1
+        """Borrow a replica for one request; it is not evicted or unloaded while borrowed."""
+        model = self._acquire(model_id, borrow=True)
         try:
             yield model
         finally:
             with self._lock:
                 model.in_use -= 1
+                if not model.in_use:  # models loaded past the budget while this one was held
+                    self._evict(keep=None)
 
     def is_loaded(self, model_id: str) -> bool:
         with self._lock:
             return model_id in self._entries
 
-    def _entry(self, model_id: str) -> _Entry:
+    def _acquire(self, model_id: str, borrow: bool) -> LoadedModel:
+        """Find (or load) the model and pick a replica, borrowing it in the same critical section,
+        so that no eviction can fall between finding and touching."""
         spec = self.catalog.get(model_id)  # unknown id -> UserError before any lock
-        with self._lock:
-            if model_id in self._entries:
-                return self._entries[model_id]
-            model_lock = self._model_locks.setdefault(model_id, threading.Lock())
-        with model_lock:  # one loader per model; others wait here and then find it cached
+        while True:
             with self._lock:
-                if model_id in self._entries:
-                    return self._entries[model_id]
-            entry = self._load(spec)
-            with self._lock:
-                self._entries[model_id] = entry
-                self._evict(keep=model_id)
-            return entry
+                entry = self._entries.get(model_id)
+                if entry is not None:
+                    return self._touch(model_id, entry, borrow)
+                model_lock = self._model_locks.setdefault(model_id, threading.Lock())
+            with model_lock:  # one loader per model; others wait here and then find it cached
+                with self._lock:
+                    if model_id in self._entries:
+                        continue  # loaded meanwhile: take it under the lock, as above
+                entry = self._load(spec)
+                with self._lock:
+                    self._entries[model_id] = entry
+                    model = self._touch(model_id, entry, borrow)
+                    self._evict(keep=model_id)
+                    return model
+
+    def _touch(self, model_id: str, entry: _Entry, borrow: bool) -> LoadedModel:
+        """Most recently used now; the least busy replica, borrowed when asked. Holds the lock."""
+        self._entries.move_to_end(model_id)
+        entry.last_used = time.monotonic()
+        model = min(entry.replicas, key=lambda r: (r.in_use, next(entry._round_robin)))
+        if borrow:
+            model.in_use += 1
+        return model
 
     def _load(self, spec: ModelSpec) -> _Entry:
         import torch
@@ -144,7 +180,8 @@ class ModelManager:
         for device in placement.devices if placement.kind != "balanced" else ("balanced",):
             start = time.perf_counter()
             try:
-                components = loader(Path(folder), spec, dtype)
+                with _CONSTRUCTION:
+                    components = loader(Path(folder), spec, dtype)
             except ModelUnavailable:
                 raise
             except Exception as exc:  # corrupt or incomplete weights: say what and where
@@ -162,28 +199,43 @@ class ModelManager:
 
     # ------------------------------------------------------------------ eviction
     def _evict(self, keep: str | None, incoming: int = 0) -> None:
-        """Drop least recently used models (not in use, not ``keep``) until under budget."""
+        """Drop least recently used models (not borrowed, not ``keep``) until under budget.
+        Holds the lock."""
         budget = self.settings.max_memory
+        evicted = False
         for model_id in list(self._entries):
             if sum(e.nbytes for e in self._entries.values()) + incoming <= budget:
-                return
+                break
             entry = self._entries[model_id]
             if model_id == keep or entry.in_use:
                 continue
             del self._entries[model_id]
+            evicted = True
             log.info("evicted %s (memory budget %d bytes)", model_id, budget)
-        _empty_gpu_cache()
+        if evicted:
+            _empty_gpu_cache()
 
     def unload(self, model_id: str) -> bool:
+        """Drop a loaded model; False when it was not loaded. A model that runs are borrowing
+        stays: ``ModelInUse`` says so (it is evicted normally once they are done)."""
         with self._lock:
-            entry = self._entries.pop(model_id, None)
+            entry = self._entries.get(model_id)
+            if entry is None:
+                return False
+            if entry.in_use:
+                raise ModelInUse(model_id, entry.in_use)
+            del self._entries[model_id]
         _empty_gpu_cache()
-        return entry is not None
+        return True
 
-    def unload_all(self) -> None:
+    def unload_all(self) -> list[str]:
+        """Drop every model that no run is borrowing; returns the ids kept because they are."""
         with self._lock:
-            self._entries.clear()
+            kept = [model_id for model_id, entry in self._entries.items() if entry.in_use]
+            for model_id in [m for m in self._entries if m not in kept]:
+                del self._entries[model_id]
         _empty_gpu_cache()
+        return kept
 
     # ------------------------------------------------------------------ reporting
     def status(self) -> list[dict[str, Any]]:
@@ -191,6 +243,7 @@ class ModelManager:
         rows = []
         with self._lock:
             entries = dict(self._entries)
+            in_use = {model_id: entry.in_use for model_id, entry in entries.items()}
         for spec in self.catalog:
             availability = self.catalog.availability(spec.id)
             entry = entries.get(spec.id)
@@ -204,7 +257,7 @@ class ModelManager:
                     "loaded": entry is not None,
                     "placement": entry.placement.describe() if entry else "",
                     "memory_mb": round(entry.nbytes / 2**20, 1) if entry else 0.0,
-                    "in_use": entry.in_use if entry else 0,
+                    "in_use": in_use.get(spec.id, 0),
                     "license": spec.license,
                     "metrics": spec.metrics,
                 }

@@ -3,6 +3,7 @@ Stable Diffusion (latent, CLIP text), DiT (class labels)."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from mmstudio.catalog import Catalog, ModelSpec
 from mmstudio.config import Settings
 from mmstudio.devices import DeviceInfo
 from mmstudio.errors import UserError
-from mmstudio.manager import ModelManager
+from mmstudio.manager import ModelInUse, ModelManager
 from mmstudio.pipelines.denoise import (
     DenoiseResult,
     DenoiseSettings,
@@ -47,6 +48,13 @@ def manager(tmp_path_factory: pytest.TempPathFactory) -> ModelManager:
     return ModelManager(settings, Catalog(specs, settings), [DeviceInfo("cpu", 10**10, 10**10)])
 
 
+@pytest.fixture
+def borrow(manager: ModelManager):
+    """``borrow(model_id)``: a denoiser whose models stay borrowed until the test ends."""
+    with contextlib.ExitStack() as stack:
+        yield lambda model_id: stack.enter_context(denoiser_for(manager, model_id))
+
+
 def collect(denoiser, settings: DenoiseSettings) -> tuple[list[DenoiseStep], DenoiseResult]:
     *steps, result = list(denoise(denoiser, settings))
     assert isinstance(result, DenoiseResult)
@@ -56,9 +64,9 @@ def collect(denoiser, settings: DenoiseSettings) -> tuple[list[DenoiseStep], Den
 @pytest.mark.parametrize("scheduler", list(SCHEDULERS))
 @pytest.mark.parametrize("model_id", ["pixel", "sd", "dit"])
 def test_every_scheduler_runs_and_the_last_x0_is_the_output(
-    manager: ModelManager, model_id: str, scheduler: str
+    borrow, model_id: str, scheduler: str
 ) -> None:
-    denoiser = denoiser_for(manager, model_id)
+    denoiser = borrow(model_id)
     prompt = "3" if model_id == "dit" else "a red circle"
     settings = DenoiseSettings((prompt,), steps=6, guidance=2.0, seed=1, scheduler=scheduler, n=2)
     steps, result = collect(denoiser, settings)
@@ -72,8 +80,8 @@ def test_every_scheduler_runs_and_the_last_x0_is_the_output(
         assert np.abs(last.astype(int) - result.images.astype(int)).max() <= 1
 
 
-def test_same_seed_same_images_and_seeds_are_per_image(manager: ModelManager) -> None:
-    denoiser = denoiser_for(manager, "pixel")
+def test_same_seed_same_images_and_seeds_are_per_image(borrow) -> None:
+    denoiser = borrow("pixel")
     settings = DenoiseSettings(("a red circle", "a blue cross"), steps=5, seed=7, n=2,
                                scheduler="euler_a")
     first, second = run(denoiser, settings), run(denoiser, settings)
@@ -84,8 +92,8 @@ def test_same_seed_same_images_and_seeds_are_per_image(manager: ModelManager) ->
     assert np.array_equal(alone.images[0], first.images[2])  # an image ignores its batch mates
 
 
-def test_concurrent_requests_match_sequential(manager: ModelManager) -> None:
-    denoiser = denoiser_for(manager, "pixel")
+def test_concurrent_requests_match_sequential(borrow) -> None:
+    denoiser = borrow("pixel")
     jobs = [DenoiseSettings(("a red circle",), steps=4, scheduler="ddim", seed=3),
             DenoiseSettings(("a green square",), steps=9, scheduler="dpmpp_2m", seed=4)]
     expected = [run(denoiser, job).images for job in jobs]
@@ -103,6 +111,25 @@ def test_concurrent_requests_match_sequential(manager: ModelManager) -> None:
         thread.join(60)
     for i, images in enumerate(expected):
         assert np.array_equal(results[i], images)
+
+
+def test_a_run_borrows_the_model_and_its_text_encoder(manager: ModelManager) -> None:
+    """Nothing a run needs can be evicted or unloaded while it runs; all is returned after."""
+    settings = DenoiseSettings(("a red circle",), steps=3, seed=0)
+    with denoiser_for(manager, "pixel") as denoiser:
+        busy = {row["id"]: row["in_use"] for row in manager.status()}
+        assert busy["pixel"] == 1 and busy["clip"] == 1
+        for model_id in ("pixel", "clip"):
+            with pytest.raises(ModelInUse, match=f"'{model_id}' is in use"):
+                manager.unload(model_id)
+        steps = denoise(denoiser, settings)
+        next(steps)  # mid-run
+        assert set(manager.unload_all()) == {"pixel", "clip"}  # the rest is dropped
+        assert manager.is_loaded("pixel") and manager.is_loaded("clip")
+        *_, result = steps
+        assert isinstance(result, DenoiseResult)
+    assert all(row["in_use"] == 0 for row in manager.status())
+    assert manager.unload("pixel") and manager.unload("clip")
 
 
 @pytest.mark.parametrize(
@@ -124,13 +151,13 @@ def test_bad_settings_are_clear(changes: dict, message: str) -> None:
         replace(DenoiseSettings(), **changes).validated()
 
 
-def test_empty_prompt_means_unconditional(manager: ModelManager) -> None:
-    result = run(denoiser_for(manager, "pixel"), DenoiseSettings(("",), steps=3, guidance=1.0))
+def test_empty_prompt_means_unconditional(borrow) -> None:
+    result = run(borrow("pixel"), DenoiseSettings(("",), steps=3, guidance=1.0))
     assert result.images.shape == (1, 32, 32, 3)
 
 
-def test_dit_class_names_and_unknown_class(manager: ModelManager) -> None:
-    denoiser = denoiser_for(manager, "dit")
+def test_dit_class_names_and_unknown_class(borrow) -> None:
+    denoiser = borrow("dit")
     assert denoiser.label_id("class 4") == 4 and denoiser.label_id("") == 10
     with pytest.raises(UserError, match="not a class of this model"):
         denoiser.label_id("zebra")

@@ -65,3 +65,35 @@ def test_generate_bad_input_is_one_line(tiny_assets: Path, tmp_path: Path, argv:
     assert main(base + argv) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and "\n" not in err and err.startswith("error: ")
+
+
+def test_generate_chunks_any_number_of_prompts(tiny_assets: Path, tmp_path: Path) -> None:
+    """112 prompts (more than one forward pass holds) run in chunks of --batch, not refused."""
+    prompts = tmp_path / "prompts.txt"
+    captions = [f"a {c} circle" for c in ("red", "blue", "green", "white")] * 28
+    prompts.write_text("\n".join(captions) + "\n")
+    out = tmp_path / "out"
+    assert main(["generate", "--model", "shapes-unet", "--prompts", str(prompts), "--steps", "1",
+                 "--guidance", "0", "--seed", "3", "--out", str(out)]) == 0
+    images = json.loads((out / "generate.json").read_text())["images"]
+    assert len(images) == 112 and [r["prompt"] for r in images] == captions
+    assert len(list(out.glob("p*_s3.png"))) == 112
+    # the last chunk's image is the one that prompt and seed give alone
+    alone = tmp_path / "alone"
+    assert main(["generate", "--model", "shapes-unet", "--prompt", captions[111], "--steps", "1",
+                 "--guidance", "0", "--seed", "3", "--out", str(alone)]) == 0
+    assert np.array_equal(np.asarray(Image.open(alone / "p000_s3.png")),
+                          np.asarray(Image.open(out / "p111_s3.png")))
+
+
+def test_generate_out_file_is_refused_before_loading(tiny_assets: Path, tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture) -> None:
+    # the model's weights are broken: if it loaded first, the error would say so instead
+    (tiny_assets / "models" / "shapes-unet" / "unet" /
+     "diffusion_pytorch_model.safetensors").write_bytes(b"broken")
+    target = tmp_path / "picture.png"
+    target.write_bytes(b"")
+    assert main(["generate", "--model", "shapes-unet", "--prompt", "a red circle",
+                 "--out", str(target)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"error: --out {target} is a file; give a folder (it is created if missing)"

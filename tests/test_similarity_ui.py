@@ -99,3 +99,31 @@ def test_api_similarity_on_the_running_app(app_server: str) -> None:
     assert np.array(data["cosine"]).shape == (2, 3)
     assert data["best_text"] == [0, 1]  # the trained model matches its own renders
     np.testing.assert_allclose(np.array(data["probs"]).sum(1), [1, 1], atol=1e-3)
+
+
+def test_zero_shot_and_retrieval_run_while_the_model_is_borrowed(
+    tab: tab_module.SimilarityTab,
+) -> None:
+    """Compare's zero-shot and retrieval views use the model inside its ``use`` block, so an
+    eviction or unload cannot take it away halfway (it did before: they ran after the block)."""
+    seen: list[int] = []
+
+    def borrowers() -> int:
+        return next(r["in_use"] for r in tab.manager.status() if r["id"] == HUB_ID)
+
+    class Watched(tab_module.SimilarityTab):
+        def _zero_shot(self, *args):
+            seen.append(borrowers())
+            return super()._zero_shot(*args)
+
+        def _retrieve(self, *args):
+            seen.append(borrowers())
+            return super()._retrieve(*args)
+
+    watched = Watched(tab.manager)
+    args = (HUB_ID, "a red circle\na blue square", 0, None, "a red circle\na square")
+    watched.compare(*args, "color x shape", "yours")
+    watched.zero_shot(*args, 1, "color x shape")
+    watched.retrieve(*args, 1, "yours")
+    assert seen == [1, 1, 1, 1]
+    assert borrowers() == 0  # returned afterwards

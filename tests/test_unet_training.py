@@ -33,8 +33,9 @@ def test_train_export_reload_resume(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     images = []
     for _ in range(2):  # two fresh loads through the real catalog entry and loader
         manager = ModelManager(settings, Catalog.load(settings), cpu)
-        denoiser = denoiser_for(manager, "shapes-unet")
-        images.append(run(denoiser, DenoiseSettings(("a red circle",), steps=3, seed=5)).images)
+        with denoiser_for(manager, "shapes-unet") as denoiser:
+            images.append(run(denoiser, DenoiseSettings(("a red circle",), steps=3,
+                                                        seed=5)).images)
     assert images[0].shape == (1, 32, 32, 3) and np.array_equal(images[0], images[1])
 
     assert unet_training.main("shapes-unet", ["--steps", "5", "--resume", *common]) == 0
@@ -123,7 +124,7 @@ def test_widening_conv_in_keeps_the_model_and_the_loop_uses_coordinates(
     assert json.loads((out / "unet" / "config.json").read_text())["in_channels"] == 5
     settings = Settings(offline=True, assets=assets)
     manager = ModelManager(settings, Catalog.load(settings), [DeviceInfo("cpu", 10**10, 10**10)])
-    denoiser = denoiser_for(manager, "shapes-unet")
-    assert (denoiser.coords, denoiser.channels) == (2, 3)
-    images = run(denoiser, DenoiseSettings(("a red circle",), steps=2, seed=1)).images
+    with denoiser_for(manager, "shapes-unet") as denoiser:
+        assert (denoiser.coords, denoiser.channels) == (2, 3)
+        images = run(denoiser, DenoiseSettings(("a red circle",), steps=2, seed=1)).images
     assert images.shape == (1, 32, 32, 3)

@@ -21,6 +21,7 @@ PNG the way gradio sends them): the first call of a fresh process, calls with ne
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
 import statistics
@@ -81,12 +82,12 @@ def bench_denoise(args: argparse.Namespace) -> dict[str, Any]:
     manager = ModelManager()
     model_id = args.model or manager.catalog.default_for("denoise")
     spec = manager.catalog.get(model_id)
-    denoiser = denoiser_for(manager, model_id)
     settings = DenoiseSettings(("a large red circle in the top left on a navy background",),
                                steps=args.steps, guidance=spec.guidance or 3.0, seed=0,
                                scheduler=args.scheduler)
-    bare = _median_seconds(lambda: run(denoiser, settings), args.runs)
-    stream = _median_seconds(lambda: streamed(denoiser, settings), args.runs)
+    with denoiser_for(manager, model_id) as denoiser:
+        bare = _median_seconds(lambda: run(denoiser, settings), args.runs)
+        stream = _median_seconds(lambda: streamed(denoiser, settings), args.runs)
     figures: dict[str, Any] = {
         "model": model_id, "steps": args.steps, "scheduler": args.scheduler,
         "guidance": settings.guidance, "runs": args.runs,
@@ -109,13 +110,13 @@ def bench_vs_diffusers(args: argparse.Namespace) -> dict[str, Any]:
     from mmstudio.pipelines.denoise import DenoiseSettings, denoiser_for, run
     from mmstudio.tiny_models import make_stable_diffusion
 
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
         folder = make_stable_diffusion(Path(tmp) / "sd")
         settings = Settings(offline=True, assets=Path(tmp))
         spec = ModelSpec(id="bench-sd", tasks=("denoise",), source="local",
                          loader="stable_diffusion", path=str(folder), resolution=16)
         manager = ModelManager(settings, Catalog([spec], settings))
-        denoiser = denoiser_for(manager, "bench-sd")
+        denoiser = stack.enter_context(denoiser_for(manager, "bench-sd"))
         components = manager.get("bench-sd").components
         scheduler = DDIMScheduler.from_config(components["scheduler_config"],
                                               set_alpha_to_one=True, clip_sample=False)

@@ -2,8 +2,8 @@
 
 Writes ``<out>/p<prompt>_s<seed>.png`` at the model's native resolution (with ``--trace``, also
 ``<out>/trace/p<prompt>_s<seed>/step<k>_{xt,x0}.png``) and ``<out>/generate.json`` naming the
-prompt, seed and file of every image and the settings used. Many prompts run in one process,
-batched (``--batch`` images per forward pass).
+prompt, seed and file of every image and the settings used. Any number of prompts (x ``--n``)
+run in one process, ``--batch`` images per forward pass.
 """
 
 from __future__ import annotations
@@ -48,54 +48,63 @@ def read_prompts(args: argparse.Namespace) -> list[str]:
 
 def run_generate(args: argparse.Namespace) -> int:
     from mmstudio.manager import ModelManager
-    from mmstudio.pipelines.denoise import DenoiseResult, DenoiseSettings, denoise, denoiser_for
+    from mmstudio.pipelines.denoise import (
+        MAX_BATCH,
+        DenoiseResult,
+        DenoiseSettings,
+        denoise,
+        denoiser_for,
+    )
     from mmstudio.pipelines.trace import step_frames
     from mmstudio.worlds.media import write_png
 
     prompts = read_prompts(args)
+    if args.out.exists() and not args.out.is_dir():
+        raise UserError(f"--out {args.out} is a file; give a folder (it is created if missing)")
     manager = ModelManager()
     model_id = args.model or manager.catalog.default_for("denoise")
     spec = manager.catalog.get(model_id)
     steps = args.steps if args.steps is not None else spec.steps or 25
     guidance = args.guidance if args.guidance is not None else spec.guidance or 0.0
-    if not 1 <= args.batch <= 64:
-        raise UserError("--batch must be from 1 to 64")
-    # Validate everything before loading anything.
-    DenoiseSettings(tuple(prompts), steps=steps, guidance=guidance, seed=args.seed, n=1,
-                    scheduler=args.scheduler).validated()
+    if not 1 <= args.batch <= MAX_BATCH:
+        raise UserError(f"--batch must be from 1 to {MAX_BATCH}")
     if args.n < 1:
         raise UserError("--n must be at least 1")
-    denoiser = denoiser_for(manager, model_id)
+    # Any number of prompts x n images, run --batch at a time; everything is validated before
+    # anything loads.
+    jobs = [(p, prompt, args.seed + k) for p, prompt in enumerate(prompts) for k in range(args.n)]
+    chunks = [DenoiseSettings(tuple(j[1] for j in chunk), steps=steps, guidance=guidance, n=1,
+                              seed=args.seed, scheduler=args.scheduler,
+                              image_seeds=tuple(j[2] for j in chunk)).validated()
+              for chunk in (jobs[b: b + args.batch] for b in range(0, len(jobs), args.batch))]
     args.out.mkdir(parents=True, exist_ok=True)
 
-    jobs = [(p, prompt, args.seed + k) for p, prompt in enumerate(prompts) for k in range(args.n)]
     records = []
-    for begin in range(0, len(jobs), args.batch):
-        chunk = jobs[begin: begin + args.batch]
-        settings = DenoiseSettings(tuple(j[1] for j in chunk), steps=steps, guidance=guidance,
-                                   n=1, scheduler=args.scheduler,
-                                   image_seeds=tuple(j[2] for j in chunk))
-        traced: dict[int, list] = {i: [] for i in range(len(chunk))}
-        result = None
-        for item in denoise(denoiser, settings, trace=args.trace):
-            if isinstance(item, DenoiseResult):
-                result = item
-            else:
-                for i in traced:
-                    traced[i].append(step_frames(item, denoiser, image=i))
-        assert result is not None
-        for i, ((p, prompt, seed), image) in enumerate(zip(chunk, result.images, strict=True)):
-            name = f"p{p:03d}_s{seed}.png"
-            write_png(image, args.out / name)
-            record = {"file": name, "prompt": prompt, "prompt_index": p, "seed": seed}
-            if args.trace:
-                folder = args.out / "trace" / name.removesuffix(".png")
-                folder.mkdir(parents=True, exist_ok=True)
-                for frame in traced[i]:
-                    write_png(frame.x_t, folder / f"step{frame.index:03d}_xt.png")
-                    write_png(frame.x0, folder / f"step{frame.index:03d}_x0.png")
-                record["trace"] = str(folder.relative_to(args.out))
-            records.append(record)
+    with denoiser_for(manager, model_id) as denoiser:
+        for begin, settings in zip(range(0, len(jobs), args.batch), chunks, strict=True):
+            chunk = jobs[begin: begin + args.batch]
+            traced: dict[int, list] = {i: [] for i in range(len(chunk))}
+            result = None
+            for item in denoise(denoiser, settings, trace=args.trace):
+                if isinstance(item, DenoiseResult):
+                    result = item
+                else:
+                    for i in traced:
+                        traced[i].append(step_frames(item, denoiser, image=i))
+            assert result is not None
+            for i, ((p, prompt, seed), image) in enumerate(zip(chunk, result.images,
+                                                               strict=True)):
+                name = f"p{p:03d}_s{seed}.png"
+                write_png(image, args.out / name)
+                record = {"file": name, "prompt": prompt, "prompt_index": p, "seed": seed}
+                if args.trace:
+                    folder = args.out / "trace" / name.removesuffix(".png")
+                    folder.mkdir(parents=True, exist_ok=True)
+                    for frame in traced[i]:
+                        write_png(frame.x_t, folder / f"step{frame.index:03d}_xt.png")
+                        write_png(frame.x0, folder / f"step{frame.index:03d}_x0.png")
+                    record["trace"] = str(folder.relative_to(args.out))
+                records.append(record)
     summary = {"model": model_id, "steps": steps, "guidance": guidance,
                "scheduler": args.scheduler, "n": args.n, "seed": args.seed,
                "resolution": int(result.images.shape[1]), "images": records}

@@ -49,32 +49,32 @@ def evaluate(manager: Any, model_id: str, args: argparse.Namespace) -> dict[str,
 
     spec = manager.catalog.get(model_id)
     guidance = spec.guidance if args.guidance is None else args.guidance
-    denoiser = denoiser_for(manager, model_id)
-    prompts = eval_attrs(shapes, args.n, seed=args.seed + 20_240)
-    hits = {"all": [], "held_out": [], "seen": []}
-    per_field: dict[str, list[bool]] = {f: [] for f in shapes.FIELDS}
-    start = time.perf_counter()
-    for begin in range(0, len(prompts), args.batch):
-        chunk = prompts[begin: begin + args.batch]
-        settings = DenoiseSettings(tuple(shapes.caption(a) for a in chunk), steps=args.steps,
-                                   guidance=guidance, seed=args.seed + begin,
-                                   scheduler=args.scheduler)
-        result = run(denoiser, settings)
-        for attrs, image in zip(chunk, result.images, strict=True):
-            described = shapes.describe(image)
-            ok = adherence(attrs, described)
-            hits["all"].append(ok)
-            hits["held_out" if shapes.is_held_out(attrs) else "seen"].append(ok)
-            for field, hit in attribute_hits(attrs, described).items():
-                per_field[field].append(hit)
-    seconds = time.perf_counter() - start
+    with denoiser_for(manager, model_id) as denoiser:
+        prompts = eval_attrs(shapes, args.n, seed=args.seed + 20_240)
+        hits = {"all": [], "held_out": [], "seen": []}
+        per_field: dict[str, list[bool]] = {f: [] for f in shapes.FIELDS}
+        start = time.perf_counter()
+        for begin in range(0, len(prompts), args.batch):
+            chunk = prompts[begin: begin + args.batch]
+            settings = DenoiseSettings(tuple(shapes.caption(a) for a in chunk), steps=args.steps,
+                                       guidance=guidance, seed=args.seed + begin,
+                                       scheduler=args.scheduler)
+            result = run(denoiser, settings)
+            for attrs, image in zip(chunk, result.images, strict=True):
+                described = shapes.describe(image)
+                ok = adherence(attrs, described)
+                hits["all"].append(ok)
+                hits["held_out" if shapes.is_held_out(attrs) else "seen"].append(ok)
+                for field, hit in attribute_hits(attrs, described).items():
+                    per_field[field].append(hit)
+        seconds = time.perf_counter() - start
 
-    free = DenoiseSettings((DIVERSITY_CAPTION,), steps=args.steps, guidance=guidance,
-                           seed=args.seed + 1_000_000, n=args.diversity_seeds,
-                           scheduler=args.scheduler)
-    described = [shapes.describe(image) for image in run(denoiser, free).images]
-    positions = Counter(d.position for d in described if d.position)
-    sizes = Counter(d.size for d in described if d.size)
+        free = DenoiseSettings((DIVERSITY_CAPTION,), steps=args.steps, guidance=guidance,
+                               seed=args.seed + 1_000_000, n=args.diversity_seeds,
+                               scheduler=args.scheduler)
+        described = [shapes.describe(image) for image in run(denoiser, free).images]
+        positions = Counter(d.position for d in described if d.position)
+        sizes = Counter(d.size for d in described if d.size)
 
     def share(values: list[bool]) -> float | None:
         return round(float(np.mean(values)), 4) if values else None

@@ -11,6 +11,7 @@ models, U-Nets and DiTs, embedded and hub.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Iterator
@@ -283,8 +284,31 @@ def vae_decode(vae: Any, x: torch.Tensor) -> torch.Tensor:
     return vae.decode(x.to(vae.dtype) / vae.config.scaling_factor).sample.float()
 
 
-def denoiser_for(manager: Any, model_id: str) -> Denoiser:
-    """The loop's view of a catalog model (loaded through the manager)."""
+@contextlib.contextmanager
+def denoiser_for(manager: Any, model_id: str) -> Iterator[Denoiser]:
+    """The loop's view of a catalog model, with the model and every model it needs (its text
+    encoder, a shared VAE) borrowed from the manager until the ``with`` block ends, so that no
+    eviction or unload can take them away mid-run::
+
+        with denoiser_for(manager, "shapes-unet") as denoiser:
+            result = run(denoiser, settings)
+    """
+    with contextlib.ExitStack() as borrowed:
+        yield _make_denoiser(_Borrowing(manager, borrowed), model_id)
+
+
+class _Borrowing:
+    """The manager as ``_make_denoiser`` sees it: ``get`` borrows (``use``) what it hands out,
+    until the exit stack closes."""
+
+    def __init__(self, manager: Any, stack: contextlib.ExitStack) -> None:
+        self._manager, self._stack = manager, stack
+
+    def get(self, model_id: str) -> Any:
+        return self._stack.enter_context(self._manager.use(model_id))
+
+
+def _make_denoiser(manager: _Borrowing, model_id: str) -> Denoiser:
     model = manager.get(model_id)
     loader = model.spec.loader
     if loader == "pixel_unet":

@@ -9,6 +9,7 @@ from typing import Any
 import gradio as gr
 import numpy as np
 
+from mmstudio.checks import whole_number
 from mmstudio.manager import ModelManager
 from mmstudio.ui.common import explain, model_work, upscale, user_errors
 
@@ -105,34 +106,35 @@ def build(manager: ModelManager) -> None:
                                    seed=seed_value if seed_value is not None else float("nan"),
                                    scheduler=scheduler_name).validated()
         progress(0, desc=f"loading {model_id}")
-        denoiser = denoiser_for(manager, model_id)
-        trace = Trace()
-        result: DenoiseResult | None = None
-        for batch in in_background(denoise(denoiser, settings)):
-            for item in batch:
-                if isinstance(item, DenoiseResult):
-                    result = item
-                else:
-                    trace.frames.append(step_frames(item, denoiser))
-            if result is None and trace.frames:
-                last = trace.frames[-1]
-                progress(len(trace) / settings.steps, desc=f"step {len(trace)}/{settings.steps}")
-                yield (last.x_t, last.x0, last.eps, gr.skip(),
-                       f"step {len(trace)} of {settings.steps}, t = {last.timestep:.0f}, "
-                       f"signal share ab = {last.alpha_bar:.3f}",
-                       gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip())
-        assert result is not None
-        folder = Path(tempfile.mkdtemp(prefix="mmstudio-trace-"))
-        gif = trace.write_gif(folder / "trace.gif")
-        mp4 = trace.write_mp4(folder / "trace.mp4")
-        last = trace.frames[-1]
-        kind = "latent (previews are a cheap linear map; the result is VAE-decoded)" \
-            if denoiser.latent else "pixel space"
-        yield (last.x_t, last.x0, last.eps, result.images[0],
-               f"**Done** in {result.seconds:.2f} s: {settings.steps} {settings.scheduler} "
-               f"steps, guidance {settings.guidance:g}, seed {settings.seed}, {kind}.",
-               gr.update(minimum=1, maximum=len(trace), value=len(trace), interactive=True),
-               trace, trace.grid(), str(gif), str(mp4))
+        with denoiser_for(manager, model_id) as denoiser:  # borrowed for the whole run
+            trace = Trace()
+            result: DenoiseResult | None = None
+            for batch in in_background(denoise(denoiser, settings)):
+                for item in batch:
+                    if isinstance(item, DenoiseResult):
+                        result = item
+                    else:
+                        trace.frames.append(step_frames(item, denoiser))
+                if result is None and trace.frames:
+                    last = trace.frames[-1]
+                    progress(len(trace) / settings.steps,
+                             desc=f"step {len(trace)}/{settings.steps}")
+                    yield (last.x_t, last.x0, last.eps, gr.skip(),
+                           f"step {len(trace)} of {settings.steps}, t = {last.timestep:.0f}, "
+                           f"signal share ab = {last.alpha_bar:.3f}",
+                           gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip())
+            assert result is not None
+            folder = Path(tempfile.mkdtemp(prefix="mmstudio-trace-"))
+            gif = trace.write_gif(folder / "trace.gif")
+            mp4 = trace.write_mp4(folder / "trace.mp4")
+            last = trace.frames[-1]
+            kind = "latent (previews are a cheap linear map; the result is VAE-decoded)" \
+                if denoiser.latent else "pixel space"
+            yield (last.x_t, last.x0, last.eps, result.images[0],
+                   f"**Done** in {result.seconds:.2f} s: {settings.steps} {settings.scheduler} "
+                   f"steps, guidance {settings.guidance:g}, seed {settings.seed}, {kind}.",
+                   gr.update(minimum=1, maximum=len(trace), value=len(trace), interactive=True),
+                   trace, trace.grid(), str(gif), str(mp4))
 
     @user_errors
     def scrub(index: float, trace: Any):
@@ -189,14 +191,15 @@ def build(manager: ModelManager) -> None:
         from mmstudio.pipelines.denoise import DenoiseSettings, denoiser_for, run
 
         values = _parse_floats(guidance_text)
-        denoiser = denoiser_for(manager, model_id)
+        n_seeds = whole_number(n_seeds, "the number of seeds", 1, 8)
         rows = []
-        for value in values:
-            settings = DenoiseSettings((prompt_text or "",), steps=n_steps, guidance=value,
-                                       seed=0, n=int(n_seeds), scheduler=scheduler_name)
-            rows.append(list(run(denoiser, settings).images))
+        with denoiser_for(manager, model_id) as denoiser:
+            for value in values:
+                settings = DenoiseSettings((prompt_text or "",), steps=n_steps, guidance=value,
+                                           seed=0, n=n_seeds, scheduler=scheduler_name)
+                rows.append(list(run(denoiser, settings).images))
         return labelled_grid(rows, [f"g={v:g}" for v in values],
-                             [f"seed {s}" for s in range(int(n_seeds))])
+                             [f"seed {s}" for s in range(n_seeds)])
 
     compare.click(model_work(manager, comparison),
                   [grid_prompt, model, scheduler, steps, guidances, seeds], compare_view,
@@ -207,9 +210,10 @@ def forward_view(caption_text: str, upload_path: str | None, t: float, schedule_
     """x_0, x_t, the noise, the schedule plot and a sentence with the figures."""
     from mmstudio.pipelines.forward import forward_noise
 
+    t = whole_number(t, "timestep", 0, 999)
     image = _forward_source(caption_text, upload_path)
-    sample = forward_noise(image, int(t), schedule_name, seed=0)
-    return (_show(image), _show(sample.x_t), _show(sample.noise), schedule_plot(int(t)),
+    sample = forward_noise(image, t, schedule_name, seed=0)
+    return (_show(image), _show(sample.x_t), _show(sample.noise), schedule_plot(t),
             f"t = {sample.timestep}: signal share ab = {sample.alpha_bar:.3f} "
             f"(x_t = {sample.signal_scale:.3f} x_0 + {sample.noise_scale:.3f} noise), "
             f"SNR = {sample.alpha_bar / max(1 - sample.alpha_bar, 1e-12):.3g}")

@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +16,7 @@ import torch
 from matplotlib.figure import Figure
 from matplotlib.offsetbox import AnnotationBbox, OffsetImage
 
+from mmstudio.checks import whole_number
 from mmstudio.errors import UserError
 from mmstudio.manager import ModelManager
 from mmstudio.pipelines import align
@@ -103,8 +106,7 @@ def _short(text: str, width: int = MAX_LABEL) -> str:
 def collect_images(captions: str | None, seed: float | None, files: list | None
                    ) -> tuple[list[Any], list[str]]:
     """Images rendered from the caption lines, then the uploaded files; with a label each."""
-    if seed is None or float(seed) != int(seed) or not 0 <= int(seed) < 2**31:
-        raise UserError("the seed must be a whole number between 0 and 2147483647")
+    seed = whole_number(seed, "the render seed", 0, 2**31 - 1)
     lines = [line.strip() for line in (captions or "").splitlines() if line.strip()]
     files = [f if isinstance(f, str) else getattr(f, "name", f) for f in (files or [])]
     if len(lines) + len(files) > align.MAX_IMAGES:
@@ -279,8 +281,9 @@ class SimilarityTab:
         self.cache = align.EmbeddingCache()
         self._gallery: list[tuple[np.ndarray, str]] | None = None
 
-    def _run(self, model_id: str, captions: str | None, seed: float | None, files: list | None,
-             texts: str | None) -> tuple[align.Comparison, list[str], align.ClipModel]:
+    def _inputs(self, model_id: str, captions: str | None, seed: float | None,
+                files: list | None, texts: str | None) -> tuple[list[Any], list[str]]:
+        """The images to compare and their labels; every input checked before any model loads."""
         if not model_id:
             raise UserError("choose a model")
         if not (texts or "").strip():
@@ -290,15 +293,24 @@ class SimilarityTab:
         if not sources:
             raise UserError("no images given: write captions to render, upload images or "
                             "pick an example")
+        return sources, labels
+
+    @contextlib.contextmanager
+    def _run(self, model_id: str, captions: str | None, seed: float | None, files: list | None,
+             texts: str | None) -> Iterator[tuple[align.Comparison, list[str], align.ClipModel]]:
+        """The comparison, with the model borrowed until the ``with`` block ends: the zero-shot
+        and retrieval views that follow use the same model."""
+        sources, labels = self._inputs(model_id, captions, seed, files, texts)
         with self.manager.use(model_id) as loaded:
             clip = align.ClipModel.from_loaded(loaded)
-            result = align.compare(clip, sources, (texts or "").splitlines(), self.cache)
-        return result, labels, clip
+            yield align.compare(clip, sources, (texts or "").splitlines(), self.cache), labels, clip
 
     def compare(self, model_id: str, captions: str | None, seed: float | None,
                 files: list | None, texts: str | None, class_set: str, gallery: str
                 ) -> tuple:
-        result, labels, clip = self._run(model_id, captions, seed, files, texts)
+        with self._run(model_id, captions, seed, files, texts) as (result, labels, clip):
+            zs_fig = self._zero_shot(clip, result, labels, 0, class_set)
+            ret = self._retrieve(clip, result, 0, gallery)
         sim = result.sim
         lines = [f"**{len(result.images)} images x {len(result.texts)} texts** with "
                  f"`{result.model_id}`. Logit scale **{sim.logit_scale:.1f}**: "
@@ -310,8 +322,6 @@ class SimilarityTab:
         image_choices = [(f"{i + 1}. {_short(lab, 50)}", i) for i, lab in enumerate(labels)]
         query_choices = [(_short(t, 60), i) for i, t in enumerate(result.texts)]
         data = {"model": result.model_id, "images": labels, **sim.to_dict()}
-        zs_fig = self._zero_shot(clip, result, labels, 0, class_set)
-        ret = self._retrieve(clip, result, 0, gallery)
         return (
             preview,
             "\n".join(lines),
@@ -353,20 +363,20 @@ class SimilarityTab:
     def zero_shot(self, model_id: str, captions: str | None, seed: float | None,
                   files: list | None, texts: str | None, index: int | None, class_set: str
                   ) -> Figure:
-        result, labels, clip = self._run(model_id, captions, seed, files, texts)
-        index = int(index or 0)
-        if not 0 <= index < len(result.images):
-            raise UserError(f"there is no image {index + 1}; press Compare first")
-        return self._zero_shot(clip, result, labels, index, class_set)
+        with self._run(model_id, captions, seed, files, texts) as (result, labels, clip):
+            index = int(index or 0)
+            if not 0 <= index < len(result.images):
+                raise UserError(f"there is no image {index + 1}; press Compare first")
+            return self._zero_shot(clip, result, labels, index, class_set)
 
     def retrieve(self, model_id: str, captions: str | None, seed: float | None,
                  files: list | None, texts: str | None, index: int | None, gallery: str
                  ) -> list[tuple[np.ndarray, str]]:
-        result, labels, clip = self._run(model_id, captions, seed, files, texts)
-        index = int(index or 0)
-        if not 0 <= index < len(result.texts):
-            raise UserError(f"there is no text {index + 1}; press Compare first")
-        return self._retrieve(clip, result, index, gallery)
+        with self._run(model_id, captions, seed, files, texts) as (result, _, clip):
+            index = int(index or 0)
+            if not 0 <= index < len(result.texts):
+                raise UserError(f"there is no text {index + 1}; press Compare first")
+            return self._retrieve(clip, result, index, gallery)
 
 
 def build(manager: ModelManager) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from mmstudio.checks import whole_number
 from mmstudio.errors import UserError
 from mmstudio.manager import ModelManager
 from mmstudio.pipelines import tokenize as tk
@@ -285,7 +286,8 @@ class TokenizeTab:
         attrs = shapes.parse(text)
         if attrs.color is None:
             raise UserError("a shapes caption names a color and a shape, e.g. 'a red circle'")
-        image = shapes.render(attrs, np.random.default_rng(int(seed or 0)))
+        seed = whole_number(0 if seed is None else seed, "the render seed", 0, 2**63 - 1)
+        image = shapes.render(attrs, np.random.default_rng(seed))
         path = Path(tempfile.mkdtemp(prefix="mmstudio-tokenize-")) / "caption.png"
         Image.fromarray(image).save(path)
         return str(path)
@@ -437,9 +439,7 @@ class TokenizeTab:
 
 
 def _whole(value: float | None, name: str) -> int:
-    if value is None or float(value) != int(value):
-        raise UserError(f"{name} must be a whole number")
-    return int(value)
+    return whole_number(value, name)
 
 
 def example_files(manager: ModelManager) -> list[str]:

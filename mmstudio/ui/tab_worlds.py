@@ -14,6 +14,7 @@ from typing import Any
 import gradio as gr
 import numpy as np
 
+from mmstudio.checks import whole_number
 from mmstudio.errors import UserError
 from mmstudio.worlds import motion, parse_any, shapes, sounds
 from mmstudio.worlds.media import DISPLAY_SCALE, upscale_nearest, write_mp4, write_wav
@@ -100,9 +101,8 @@ def _updates(view: WorldsView) -> list[Any]:
 def on_render(seed: float | None, text: str | None) -> list[Any]:
     """Handler of "Render new samples": gallery items, then audio and video updates."""
     try:
-        if seed is None or float(seed) != int(seed):
-            raise UserError("the seed must be a whole number")
-        return _updates(render_worlds(int(seed), text or ""))
+        seed = whole_number(seed, "the seed", 0, MAX_SEED)
+        return _updates(render_worlds(seed, text or ""))
     except UserError as exc:
         raise gr.Error(str(exc)) from None
 
