@@ -6,6 +6,7 @@ from typing import Any
 
 import gradio as gr
 
+from mmstudio.errors import UserError
 from mmstudio.manager import ModelManager
 from mmstudio.ui.common import explain, user_errors
 
@@ -39,6 +40,17 @@ def summary(manager: ModelManager) -> str:
             f"{budget:,.0f} MB budget (`MMSTUDIO_MAX_MEMORY`)")
 
 
+ADMIN_OFF = ("Loading and unloading from here is off (set `MMSTUDIO_ADMIN=1` where the studio "
+             "runs to turn it on): on a shared Space, one visitor must not unload the models "
+             "others are running. Models load by themselves when a tab needs them.")
+
+
+def check_admin(manager: ModelManager) -> None:
+    """Load and unload (buttons and API) only when the person who runs the studio allows it."""
+    if not manager.settings.admin:
+        raise UserError(ADMIN_OFF)
+
+
 def build(manager: ModelManager) -> None:
     explain(
         "Every model the studio knows. **Embedded** models are small ones trained on the "
@@ -57,16 +69,18 @@ def build(manager: ModelManager) -> None:
             [spec.id for spec in manager.catalog], label="Model", scale=3,
             value=next(iter(manager.catalog)).id,
         )
-        load = gr.Button("Load", variant="primary", scale=1)
-        unload = gr.Button("Unload", scale=1)
+        admin = manager.settings.admin
+        load = gr.Button("Load", variant="primary", scale=1, interactive=admin)
+        unload = gr.Button("Unload", scale=1, interactive=admin)
         refresh = gr.Button("Refresh", scale=1)
-    message = gr.Markdown()
+    message = gr.Markdown("" if admin else ADMIN_OFF)
 
     def refreshed(text: str = "") -> tuple[str, list[list[Any]], str]:
         return summary(manager), catalog_rows(manager), text
 
     @user_errors
     def on_load(model_id: str, progress: gr.Progress = gr.Progress()) -> tuple:  # noqa: B008
+        check_admin(manager)
         if not model_id:
             raise gr.Error("Choose a model first.")
         progress(0.1, desc=f"loading {model_id}")
@@ -76,7 +90,8 @@ def build(manager: ModelManager) -> None:
 
     @user_errors
     def on_unload(model_id: str) -> tuple:
-        done = manager.unload(model_id)
+        check_admin(manager)
+        done = manager.unload(model_id)  # a model that runs are using: ModelInUse says so
         return refreshed(f"Unloaded **{model_id}**." if done else f"**{model_id}** was not loaded.")
 
     outputs = [info, table, message]
