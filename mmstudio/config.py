@@ -62,14 +62,40 @@ def parse_devices(text: str) -> tuple[str, ...]:
     return devices
 
 
+def cpu_cores() -> int:
+    """Cores this process may run on (its affinity mask, which containers narrow)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def auto_threads(cores: int | None = None) -> int:
+    """torch's CPU threads when MMSTUDIO_THREADS is 0 or unset: one less than the cores, at least 1.
+
+    Why not one per core (torch's default): torch's intra-op threads work in lock-step (every
+    parallel op waits for its slowest thread), and the studio always has other work on the CPU
+    while a model runs: the thread that streams each step to the browser (image conversion, PNG
+    encoding), gradio's server, other users' requests. With one thread per core, that work takes
+    a core from one of torch's threads and every op waits for it: on 2 cores the streamed loop
+    took 1.8x the bare loop (``bench denoise``), and with another process busy on the machine up
+    to 10x. Leaving one core free keeps the loop at its own speed whatever streams beside it, on
+    2 cores (1 thread; our small models are as fast on one thread as on two) as on 64. Batched
+    passes of many users (``pipelines.batching``) use the spare cores with passes of their own,
+    which do not wait on each other.
+    """
+    return max(1, (cores or cpu_cores()) - 1)
+
+
 def parse_threads(text: str) -> int:
     try:
         threads = int(text.strip() or "0")
     except ValueError:
         threads = -1
     if threads < 0:
-        raise UserError(f"MMSTUDIO_THREADS must be a whole number (0 = one per core), not {text!r}")
-    return threads
+        raise UserError(f"MMSTUDIO_THREADS must be a whole number (0 = automatic: one less than "
+                        f"the cores), not {text!r}")
+    return threads or auto_threads()
 
 
 def parse_defaults(text: str) -> dict[str, str]:
@@ -91,7 +117,7 @@ class Settings:
     assets: Path = REPO_ROOT / "assets"
     default_models: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_MODELS))
     hub_cache: Path | None = None  # None: huggingface_hub's own default
-    threads: int = 0  # CPU threads for torch; 0: torch's default (one per core)
+    threads: int = 0  # CPU threads for torch; from_env: auto_threads(); 0: leave torch's
 
     @property
     def models_dir(self) -> Path:
