@@ -53,19 +53,74 @@ def _scheduler_config(folder: Path) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
+def _as_stable_diffusion_pipeline_samples(config: dict[str, Any]) -> dict[str, Any]:
+    """A Stable Diffusion scheduler config as ``StableDiffusionPipeline.__init__`` rewrites it.
+
+    Our loop stands in for that pipeline, so it samples with the config the pipeline samples with
+    (diffusers 0.42.1): a ``steps_offset`` other than 1 becomes 1, and a ``clip_sample`` that is
+    true becomes false, on whichever scheduler is built (an absent key means that scheduler's
+    default: offset 0, and clipping on for DDIM and DDPM). Clipping a predicted x0 to [-1, 1] is
+    meant for pixels and wrecks a VAE latent, and many hub configs (Euler, PNDM) lack the key, so
+    DDIM or DDPM would clip. Schedulers without either parameter ignore the key. Only this latent
+    pipeline rewrites: ``DiTPipeline`` samples with the config as shipped, and our pixel models
+    keep the clipping they were trained with.
+    """
+    return {**config, "steps_offset": 1, "clip_sample": False}
+
+
 def load_dit(folder: Path, spec: ModelSpec, dtype: torch.dtype) -> Components:
     """A DiT pipeline folder: ``DiTTransformer2DModel`` + ``AutoencoderKL`` + scheduler config."""
     from diffusers import AutoencoderKL, DiTTransformer2DModel
 
+    from mmstudio.pipelines.attention import install_recording_processors
+
     index = _model_index(folder)
     id2label = {int(k): v for k, v in (index.get("id2label") or {}).items()}
+    transformer = DiTTransformer2DModel.from_pretrained(
+        folder, subfolder="transformer", torch_dtype=dtype, **_SAFE)
+    install_recording_processors(transformer)
     return {
-        "transformer": DiTTransformer2DModel.from_pretrained(
-            folder, subfolder="transformer", torch_dtype=dtype, **_SAFE
-        ),
+        "transformer": transformer,
         "vae": AutoencoderKL.from_pretrained(folder, subfolder="vae", torch_dtype=dtype, **_SAFE),
         "scheduler_config": _scheduler_config(folder),
         "id2label": id2label,
+    }
+
+
+def load_vae(folder: Path, spec: ModelSpec, dtype: torch.dtype) -> Components:
+    """A diffusers ``AutoencoderKL`` folder (ours, or a pipeline's ``vae`` subfolder)."""
+    from diffusers import AutoencoderKL
+
+    return {"vae": AutoencoderKL.from_pretrained(folder, torch_dtype=dtype, **_SAFE)}
+
+
+def _component_id(folder: Path, name: str) -> str | None:
+    """The catalog id in ``<name>.json`` of a folder that shares a component with other models."""
+    path = folder / f"{name}.json"
+    return json.loads(path.read_text())["model_id"] if path.is_file() else None
+
+
+def load_pixart(folder: Path, spec: ModelSpec, dtype: torch.dtype) -> Components:
+    """A text-conditioned DiT folder: ``PixArtTransformer2DModel`` (transformer/), scheduler, and
+    either its own ``vae/`` or the catalog id of a shared one (``vae.json``); the text encoder is a
+    catalog model named in ``text_encoder.json``, shared with the Similarity tab. Its attention
+    processors record maps when a call asks (``pipelines.attention``)."""
+    from diffusers import AutoencoderKL, PixArtTransformer2DModel
+
+    from mmstudio.pipelines.attention import install_recording_processors
+
+    transformer = PixArtTransformer2DModel.from_pretrained(
+        folder, subfolder="transformer", torch_dtype=dtype, **_SAFE)
+    install_recording_processors(transformer)
+    vae = None
+    if (folder / "vae" / "config.json").is_file():
+        vae = AutoencoderKL.from_pretrained(folder, subfolder="vae", torch_dtype=dtype, **_SAFE)
+    return {
+        "transformer": transformer,
+        "vae": vae,
+        "vae_id": _component_id(folder, "vae"),
+        "text_encoder_id": _component_id(folder, "text_encoder"),
+        "scheduler_config": _scheduler_config(folder),
     }
 
 
@@ -83,7 +138,7 @@ def load_stable_diffusion(folder: Path, spec: ModelSpec, dtype: torch.dtype) -> 
             folder, subfolder="text_encoder", torch_dtype=dtype, **_SAFE
         ),
         "tokenizer": CLIPTokenizer.from_pretrained(folder, subfolder="tokenizer"),
-        "scheduler_config": _scheduler_config(folder),
+        "scheduler_config": _as_stable_diffusion_pipeline_samples(_scheduler_config(folder)),
     }
 
 
@@ -130,6 +185,8 @@ LOADERS: dict[str, Loader] = {
     "vq": load_vq,
     "open_clip": load_open_clip,
     "dit": load_dit,
+    "pixart": load_pixart,
+    "vae": load_vae,
     "stable_diffusion": load_stable_diffusion,
     "pixel_unet": load_pixel_unet,
     "audioldm2": load_audioldm2,

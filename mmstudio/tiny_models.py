@@ -56,8 +56,12 @@ def _tiny_vae():
     )
 
 
-def make_dit(folder: Path) -> Path:
-    """A DiT pipeline folder: transformer/, vae/, scheduler/ and model_index.json with labels."""
+def make_dit(folder: Path, num_classes: int = 10) -> Path:
+    """A DiT pipeline folder: transformer/, vae/, scheduler/ and model_index.json with labels.
+
+    ``DiTPipeline`` takes class 1000 as "no class" for guidance, so comparing against it needs
+    ``num_classes=1000`` (ImageNet's count, as the hub DiTs have).
+    """
     from diffusers import DDIMScheduler, DiTTransformer2DModel
 
     torch.manual_seed(0)
@@ -69,7 +73,7 @@ def make_dit(folder: Path) -> Path:
         num_layers=1,
         sample_size=8,
         patch_size=2,
-        num_embeds_ada_norm=10,
+        num_embeds_ada_norm=num_classes,
         norm_num_groups=4,
     ).save_pretrained(folder / "transformer", safe_serialization=True)
     _tiny_vae().save_pretrained(folder / "vae", safe_serialization=True)
@@ -79,7 +83,7 @@ def make_dit(folder: Path) -> Path:
         "transformer": ["diffusers", "DiTTransformer2DModel"],
         "vae": ["diffusers", "AutoencoderKL"],
         "scheduler": ["diffusers", "DDIMScheduler"],
-        "id2label": {str(i): f"class {i}" for i in range(10)},
+        "id2label": {str(i): f"class {i}" for i in range(num_classes)},
     }
     (folder / "model_index.json").write_text(json.dumps(index))
     return folder
@@ -181,4 +185,35 @@ def make_pixel_unet(folder: Path, text_encoder_id: str, cross_attention_dim: int
     ).save_pretrained(folder / "unet", safe_serialization=True)
     DDPMScheduler(beta_schedule="squaredcos_cap_v2").save_pretrained(folder / "scheduler")
     (folder / "text_encoder.json").write_text(json.dumps({"model_id": text_encoder_id}))
+    return folder
+
+
+def make_vae(folder: Path) -> Path:
+    """An ``AutoencoderKL`` folder (2x downsampling, 4 latent channels), laid out as shapes-vae."""
+    _tiny_vae().save_pretrained(folder, safe_serialization=True)
+    return folder
+
+
+def make_pixart(folder: Path, text_encoder_id: str, caption_channels: int,
+                vae_id: str | None = None, sample_size: int = 8) -> Path:
+    """A text-conditioned DiT folder as shapes-dit is laid out: transformer/ (a
+    ``PixArtTransformer2DModel``), scheduler/, text_encoder.json, and vae.json naming a shared
+    autoencoder (or, without ``vae_id``, its own vae/ subfolder)."""
+    from diffusers import DDPMScheduler, PixArtTransformer2DModel
+
+    torch.manual_seed(0)
+    PixArtTransformer2DModel(
+        num_attention_heads=2, attention_head_dim=8, in_channels=4, out_channels=4,
+        num_layers=2, cross_attention_dim=16, sample_size=sample_size, patch_size=1,
+        caption_channels=caption_channels, use_additional_conditions=False,
+        interpolation_scale=1,
+    ).save_pretrained(folder / "transformer", safe_serialization=True)
+    DDPMScheduler(beta_schedule="squaredcos_cap_v2", prediction_type="v_prediction",
+                  clip_sample=False, timestep_spacing="trailing").save_pretrained(
+        folder / "scheduler")
+    (folder / "text_encoder.json").write_text(json.dumps({"model_id": text_encoder_id}))
+    if vae_id:
+        (folder / "vae.json").write_text(json.dumps({"model_id": vae_id}))
+    else:
+        _tiny_vae().save_pretrained(folder / "vae", safe_serialization=True)
     return folder

@@ -11,4 +11,5 @@ EVALUATORS: dict[str, str] = {
     "shapes-vqgan": "mmstudio.evaluation.vq",
     "shapes-clip": "mmstudio.evaluation.clip",
     "shapes-unet": "mmstudio.evaluation.unet",
+    "shapes-vae": "mmstudio.evaluation.vae",
 }

@@ -134,9 +134,18 @@ class Denoiser:
     size: int  # spatial size of x (pixels or latent cells)
     device: torch.device
     dtype: torch.dtype
+    #: set by a caller that wants attention maps (``pipelines.attention``); None: plain sampling
+    recorder: Any = None
 
     def encode(self, prompts: list[str]) -> Any:  # conditioning for a batch of prompts
         raise NotImplementedError
+
+    def attention_kwargs(self) -> dict[str, Any]:
+        """``cross_attention_kwargs`` for one model call: the recorder (the loop tells it the
+        step), or nothing."""
+        if self.recorder is None:
+            return {}
+        return {"cross_attention_kwargs": {"recorder": self.recorder}}
 
     def predict(self, x: torch.Tensor, t: torch.Tensor, cond: Any) -> torch.Tensor:
         raise NotImplementedError
@@ -226,6 +235,54 @@ class StableDiffusionDenoiser(Denoiser):
         return vae_decode(self.vae, x)
 
 
+class PixArtDenoiser(Denoiser):
+    """A text-conditioned DiT (``PixArtTransformer2DModel``: adaLN-single + cross-attention to text
+    states) on an ``AutoencoderKL``'s latents, conditioned on an open_clip text tower's per-token
+    states with the padding masked out (Chen et al. 2023, PixArt-alpha; Peebles & Xie 2023)."""
+
+    latent = True
+
+    def __init__(self, components: dict[str, Any], vae: Any, clip_model: Any,
+                 tokenizer: Any) -> None:
+        self.transformer, self.vae = components["transformer"], vae
+        self.clip_model, self.tokenizer = clip_model, tokenizer
+        self.scheduler_config = components["scheduler_config"]
+        self.prediction_type = self.scheduler_config.get("prediction_type", "epsilon")
+        self.channels = self.transformer.config.in_channels
+        self.size = self.transformer.config.sample_size
+        self.device, self.dtype = self.transformer.device, self.transformer.dtype
+
+    def encode(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        from mmstudio.pipelines.text import open_clip_token_mask, open_clip_token_states
+
+        states = open_clip_token_states(self.clip_model, self.tokenizer, prompts)
+        mask = open_clip_token_mask(self.tokenizer, prompts)
+        return states.to(self.device, self.dtype), mask.to(self.device)  # (B, L, D), (B, L)
+
+    def predict(self, x: torch.Tensor, t: torch.Tensor, cond: Any) -> torch.Tensor:
+        states, mask = cond
+        timesteps = t.expand(x.shape[0]).to(self.device) if t.ndim == 0 else t.to(self.device)
+        out = self.transformer(x, encoder_hidden_states=states, timestep=timesteps,
+                               encoder_attention_mask=mask,
+                               added_cond_kwargs={"resolution": None, "aspect_ratio": None},
+                               **self.attention_kwargs()).sample
+        return out[:, : self.channels]  # the rest, if any, is a learned variance
+
+    def to_rgb(self, x: torch.Tensor) -> torch.Tensor:
+        # a small latent (the embedded 8 x 8) decodes in about a millisecond: show the real thing
+        return vae_decode(self.vae, x) if self.size <= 16 else latent_to_rgb(x)
+
+    def decode(self, x: torch.Tensor) -> torch.Tensor:
+        return vae_decode(self.vae, x)
+
+
+def cat_conditions(parts: list[Any]) -> Any:
+    """Concatenate conditioning along the batch: tensors, or tuples of tensors (states, mask)."""
+    if isinstance(parts[0], tuple):
+        return tuple(torch.cat(group) for group in zip(*parts, strict=True))
+    return torch.cat(parts)
+
+
 class DiTDenoiser(Denoiser):
     """A class-conditional ``DiTTransformer2DModel`` on SD-VAE latents (Peebles & Xie 2023).
 
@@ -262,7 +319,8 @@ class DiTDenoiser(Denoiser):
 
     def predict(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         timesteps = t.expand(x.shape[0]).to(self.device)
-        out = self.transformer(x, timestep=timesteps, class_labels=cond).sample
+        out = self.transformer(x, timestep=timesteps, class_labels=cond,
+                               **self.attention_kwargs()).sample
         return out[:, : self.channels]  # the rest is the learned variance
 
     def to_rgb(self, x: torch.Tensor) -> torch.Tensor:
@@ -322,7 +380,21 @@ def _make_denoiser(manager: _Borrowing, model_id: str) -> Denoiser:
         return StableDiffusionDenoiser(model.components)
     if loader == "dit":
         return DiTDenoiser(model.components)
+    if loader == "pixart":
+        clip = manager.get(_component_id(model, "text_encoder_id", model_id))
+        vae = model["vae"] if model["vae"] is not None else \
+            manager.get(_component_id(model, "vae_id", model_id))["vae"]
+        return PixArtDenoiser(model.components, vae, clip["model"], clip["tokenizer"])
     raise UserError(f"{model_id} is not a diffusion model (its loader is '{loader}')")
+
+
+def _component_id(model: Any, key: str, model_id: str) -> str:
+    """The catalog id of a shared component (text encoder, VAE) a model folder names."""
+    component = model[key]
+    if not component:
+        raise UserError(f"{model_id} names no {key.removesuffix('_id').replace('_', ' ')} "
+                        f"({key.removesuffix('_id')}.json)")
+    return component
 
 
 # ---------------------------------------------------------------------------------- the loop
@@ -367,7 +439,7 @@ def denoise(
     cond = denoiser.encode(prompts)
     if guided:
         uncond = denoiser.encode([settings.negative_prompt] * batch)
-        cond = torch.cat([uncond, cond])
+        cond = cat_conditions([uncond, cond])
     noise, generators = initial_noise((denoiser.channels, denoiser.size, denoiser.size),
                                       settings.seeds)
     x = (noise * scheduler.init_noise_sigma).to(denoiser.device, denoiser.dtype)
@@ -376,6 +448,8 @@ def denoise(
         model_input = scheduler.scale_model_input(x, t)  # (B, C, h, w), variance preserving
         ab = alpha_bar(scheduler, t)
         t_model = t.to(denoiser.device)
+        if denoiser.recorder is not None:
+            denoiser.recorder.step, denoiser.recorder.guided = index, guided
         if guided:
             both = denoiser.predict(torch.cat([model_input, model_input]), t_model, cond)
             uncond_out, cond_out = both.chunk(2)
