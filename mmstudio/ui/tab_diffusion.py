@@ -31,6 +31,9 @@ DEFAULT_PROMPT = "a large red circle in the top left on a navy background"
 FORWARD_CAPTION = "a large yellow triangle in the center on a darkgreen background"
 DISPLAY = 224
 FORWARD_T = 400
+# Runs at once: they share forward passes (``pipelines.batching``), so this bounds the batch
+# size, not the CPU work (a queue limit of 4 would cap the batches at 4 runs).
+BATCHED_RUNS = 32
 
 
 def _model_choices(manager: ModelManager) -> list[tuple[str, str]]:
@@ -80,6 +83,7 @@ def build(manager: ModelManager) -> None:
                              step=0.25, label="Guidance")
         seed = gr.Number(0, precision=0, label="Seed", minimum=0)
         go = gr.Button("Generate", variant="primary", scale=1)
+        stop = gr.Button("Stop", variant="stop", scale=1, min_width=80, elem_id="diffusion-stop")
     with gr.Row(equal_height=True):
         x_t_view = _panel("x_t (model input)", "diffusion-xt")
         x0_view = _panel("predicted x0", "diffusion-x0")
@@ -90,6 +94,8 @@ def build(manager: ModelManager) -> None:
                             interactive=False, elem_id="diffusion-step")
     trace_state = gr.State(None)
     with gr.Accordion("All steps at once, and downloads", open=False):
+        make_files = gr.Button("Show all steps; make the GIF and MP4",
+                               elem_id="diffusion-make-files")
         grid_view = gr.Image(label="Rows: x_t, predicted x0, predicted noise; one column per step",
                              interactive=False)
         with gr.Row():
@@ -98,8 +104,9 @@ def build(manager: ModelManager) -> None:
 
     def generate(prompt_text: str, model_id: str, scheduler_name: str, n_steps: float,
                  scale: float, seed_value: float, progress: gr.Progress = gr.Progress()):
+        from mmstudio.pipelines.batching import batched
         from mmstudio.pipelines.denoise import DenoiseResult, DenoiseSettings, denoise, denoiser_for
-        from mmstudio.pipelines.stream import in_background
+        from mmstudio.pipelines.stream import UPDATE_INTERVAL, in_background
         from mmstudio.pipelines.trace import Trace, step_frames
 
         settings = DenoiseSettings((prompt_text or "",), steps=n_steps, guidance=scale,
@@ -109,7 +116,7 @@ def build(manager: ModelManager) -> None:
         with denoiser_for(manager, model_id) as denoiser:  # borrowed for the whole run
             trace = Trace()
             result: DenoiseResult | None = None
-            for batch in in_background(denoise(denoiser, settings)):
+            for batch in in_background(denoise(batched(denoiser), settings), UPDATE_INTERVAL):
                 for item in batch:
                     if isinstance(item, DenoiseResult):
                         result = item
@@ -124,9 +131,6 @@ def build(manager: ModelManager) -> None:
                            f"signal share ab = {last.alpha_bar:.3f}",
                            gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip())
             assert result is not None
-            folder = Path(tempfile.mkdtemp(prefix="mmstudio-trace-"))
-            gif = trace.write_gif(folder / "trace.gif")
-            mp4 = trace.write_mp4(folder / "trace.mp4")
             last = trace.frames[-1]
             kind = "latent (previews are a cheap linear map; the result is VAE-decoded)" \
                 if denoiser.latent else "pixel space"
@@ -134,7 +138,7 @@ def build(manager: ModelManager) -> None:
                    f"**Done** in {result.seconds:.2f} s: {settings.steps} {settings.scheduler} "
                    f"steps, guidance {settings.guidance:g}, seed {settings.seed}, {kind}.",
                    gr.update(minimum=1, maximum=len(trace), value=len(trace), interactive=True),
-                   trace, trace.grid(), str(gif), str(mp4))
+                   trace, None, None, None)  # the grid and files: on request (make_files)
 
     @user_errors
     def scrub(index: float, trace: Any):
@@ -145,9 +149,22 @@ def build(manager: ModelManager) -> None:
                 f"step {frame.index + 1} of {len(trace)}, t = {frame.timestep:.0f}, "
                 f"signal share ab = {frame.alpha_bar:.3f}")
 
-    go.click(model_work(manager, generate), [prompt, model, scheduler, steps, guidance, seed],
-             [x_t_view, x0_view, eps_view, final_view, status, step_slider, trace_state,
-              grid_view, gif_file, mp4_file], api_name="denoise")
+    @user_errors
+    def trace_downloads(trace: Any):
+        if trace is None or not len(trace):
+            raise gr.Error("Generate an image first; then its steps show here and download.")
+        folder = Path(tempfile.mkdtemp(prefix="mmstudio-trace-"))
+        return (trace.grid(), str(trace.write_gif(folder / "trace.gif")),
+                str(trace.write_mp4(folder / "trace.mp4")))
+
+    generating = go.click(model_work(manager, generate),
+                          [prompt, model, scheduler, steps, guidance, seed],
+                          [x_t_view, x0_view, eps_view, final_view, status, step_slider,
+                           trace_state, grid_view, gif_file, mp4_file], api_name="denoise",
+                          concurrency_limit=BATCHED_RUNS)
+    stop.click(None, None, None, cancels=[generating], api_visibility="private")
+    make_files.click(trace_downloads, trace_state, [grid_view, gif_file, mp4_file],
+                     api_name="denoise_trace_files")
     step_slider.input(scrub, [step_slider, trace_state],
                         [x_t_view, x0_view, eps_view, status], api_name="denoise_step")
 
@@ -188,6 +205,7 @@ def build(manager: ModelManager) -> None:
 
     def comparison(prompt_text: str, model_id: str, scheduler_name: str, n_steps: float,
                    guidance_text: str, n_seeds: float):
+        from mmstudio.pipelines.batching import batched
         from mmstudio.pipelines.denoise import DenoiseSettings, denoiser_for, run
 
         values = _parse_floats(guidance_text)
@@ -197,7 +215,7 @@ def build(manager: ModelManager) -> None:
             for value in values:
                 settings = DenoiseSettings((prompt_text or "",), steps=n_steps, guidance=value,
                                            seed=0, n=n_seeds, scheduler=scheduler_name)
-                rows.append(list(run(denoiser, settings).images))
+                rows.append(list(run(batched(denoiser), settings).images))
         return labelled_grid(rows, [f"g={v:g}" for v in values],
                              [f"seed {s}" for s in range(n_seeds)])
 
