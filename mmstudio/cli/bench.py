@@ -2,10 +2,11 @@
 
 ``bench denoise`` reports, for one image at the model's resolution with guidance:
 - the bare loop (no per-step trace) over ``--runs`` runs (median);
-- the streamed loop as the Diffusion tab runs it: the loop in a background thread, and for every
-  step the three panels (x_t, predicted x0, predicted noise) converted and PNG-encoded at the
-  model's size as the tab sends them (the browser enlarges them); and the overhead over the
-  bare loop;
+- the streamed loop as the Diffusion tab runs it: the loop in a background thread through the
+  batcher of shared passes, every step converted to panels (x_t, predicted x0, predicted noise),
+  and for every page update (at most ``stream.UPDATE_INTERVAL`` apart) the three panels
+  PNG-encoded at the model's size as the tab sends them (the browser enlarges them); and the
+  overhead over the bare loop, both at the studio's thread count (``config.auto_threads``);
 - our loop against diffusers' own ``StableDiffusionPipeline`` on the same (small, random) Stable
   Diffusion model and scheduler, where such a pipeline exists.
 
@@ -16,6 +17,9 @@ PNG the way gradio sends them): the first call of a fresh process, calls with ne
 
     python -m mmstudio bench denoise [--model ID] [--steps 25] [--runs 5] [--threads N] [--json]
     python -m mmstudio bench similarity [--model shapes-clip] [--images 50] [--texts 20]
+    python -m mmstudio bench load [--clients 16[,32]] [--seconds 180] [--steps 25]
+
+``bench load`` serves the app and drives it from many clients at once: see ``bench_load``.
 """
 
 from __future__ import annotations
@@ -33,14 +37,26 @@ from typing import Any
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("bench", help="measure performance (denoise, similarity)")
-    parser.add_argument("what", choices=["denoise", "similarity"])
+    parser.add_argument("what", choices=["denoise", "similarity", "load"])
     parser.add_argument("--model", default=None, help="default: the task's default model")
     parser.add_argument("--steps", type=int, default=25, help="denoise: sampling steps")
     parser.add_argument("--scheduler", default="ddim", help="denoise: scheduler")
     parser.add_argument("--runs", type=int, default=5, help="timed runs (median reported)")
     parser.add_argument("--images", type=int, default=50, help="similarity: images")
     parser.add_argument("--texts", type=int, default=20, help="similarity: texts")
-    parser.add_argument("--threads", type=int, default=0, help="0: torch's default")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="0: the studio's default (MMSTUDIO_THREADS, else cores - 1)")
+    parser.add_argument("--clients", default="16",
+                        help="load: clients at once; several phases with e.g. 16,32")
+    parser.add_argument("--seconds", type=float, default=180, help="load: seconds per phase")
+    parser.add_argument("--baseline-seconds", type=float, default=60,
+                        help="load: seconds of the one-client phase")
+    parser.add_argument("--warmup", type=float, default=30,
+                        help="load: seconds into a phase at which memory is first read")
+    parser.add_argument("--pool", type=int, default=8,
+                        help="load: distinct requests per endpoint")
+    parser.add_argument("--tolerance", type=int, default=1,
+                        help="load: uint8 levels a batched image may differ from its run alone")
     parser.add_argument("--json", action="store_true")
     parser.set_defaults(func=run_bench)
 
@@ -60,14 +76,15 @@ def streamed(denoiser: Any, settings: Any) -> None:
     import numpy as np
     from PIL import Image
 
+    from mmstudio.pipelines.batching import batched
     from mmstudio.pipelines.denoise import DenoiseResult, denoise
-    from mmstudio.pipelines.stream import in_background
+    from mmstudio.pipelines.stream import UPDATE_INTERVAL, in_background
     from mmstudio.pipelines.trace import step_frames
 
     def encode(image: np.ndarray) -> None:  # the tab sends panels at native size, as PNG
         Image.fromarray(image).save(io.BytesIO(), format="PNG")
 
-    for batch in in_background(denoise(denoiser, settings)):
+    for batch in in_background(denoise(batched(denoiser), settings), UPDATE_INTERVAL):
         frames = [step_frames(item, denoiser) for item in batch
                   if not isinstance(item, DenoiseResult)]
         if frames:
@@ -201,6 +218,15 @@ def run_bench(args: argparse.Namespace) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.what == "load":
+        from mmstudio.cli.bench_load import bench_load, print_load
+
+        figures = bench_load(args)
+        if args.json:
+            print(json.dumps(figures, indent=2))
+        else:
+            print_load(figures)
+        return 0
     if args.what == "similarity":
         figures = bench_similarity(args)
         if args.json:

@@ -1,0 +1,34 @@
+"""`python -m mmstudio bench load`, smoke-sized: the served app under two clients answers every
+endpoint of the mix, without errors and without cross-talk, and the figures come out complete.
+(The full load figures, 16 and 32 clients for minutes, belong to the bench itself.)"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from mmstudio.cli import main
+
+
+def test_bench_load_two_clients(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["bench", "load", "--clients", "2", "--seconds", "4", "--baseline-seconds", "2",
+            "--warmup", "1", "--pool", "2", "--steps", "3", "--json"]
+    assert main(argv) == 0
+    figures = json.loads(capsys.readouterr().out)
+    one, two = figures["phases"]
+    assert (one["clients"], two["clients"]) == (1, 2)
+    for phase in (one, two):
+        assert phase["errors"] == 0, phase
+        assert phase["cross_talk"] == 0, phase
+        assert phase["throughput_per_s"] > 0 and phase["rss_end_mb"] > 0
+    for name in ("denoise", "tokenize", "similarity", "denoise (3 steps)"):
+        assert two["endpoints"][name]["requests"] > 0, name
+        assert two["endpoints"][name]["p95_s"] >= two["endpoints"][name]["p50_s"] > 0
+    assert one["throughput_vs_one_client"] == 1.0 and two["throughput_vs_one_client"] > 0
+    assert figures["requests_total"] >= 6 + one["requests"] + two["requests"]
+
+
+def test_bench_load_refuses_bad_client_counts(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bench", "load", "--clients", "0"]) != 0
+    assert "--clients takes client counts from 1 to 256" in capsys.readouterr().err
