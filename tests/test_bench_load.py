@@ -13,9 +13,11 @@ from mmstudio.cli import main
 
 def test_bench_load_two_clients(capsys: pytest.CaptureFixture[str]) -> None:
     argv = ["bench", "load", "--clients", "2", "--seconds", "4", "--baseline-seconds", "2",
-            "--warmup", "1", "--pool", "2", "--steps", "3", "--json"]
+            "--warmup", "1", "--pool", "2", "--steps", "3", "--lone-runs", "1", "--json"]
     assert main(argv) == 0
     figures = json.loads(capsys.readouterr().out)
+    lone = figures["lone_denoise"]
+    assert lone["api_s"] > 0 and lone["bare_loop_s"] > 0 and lone["ratio"] > 0
     one, two = figures["phases"]
     assert (one["clients"], two["clients"]) == (1, 2)
     for phase in (one, two):

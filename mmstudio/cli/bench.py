@@ -57,6 +57,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="load: distinct requests per endpoint")
     parser.add_argument("--tolerance", type=int, default=1,
                         help="load: uint8 levels a batched image may differ from its run alone")
+    parser.add_argument("--lone-runs", type=int, default=5,
+                        help="load: runs of one /denoise alone vs the bare loop (0: skip)")
     parser.add_argument("--json", action="store_true")
     parser.set_defaults(func=run_bench)
 

@@ -8,6 +8,8 @@ and schedulers), Tokenize ``/vq_tokenize`` and Similarity ``/similarity`` reques
 
 1. Alone: one client sends every request of the pool once, one after the other: the reference
    result of each request and the warm-up (models load).
+   Then one ``/denoise`` request alone, ``--lone-runs`` times, against the bare loop doing the
+   same work in this process: what the API, the streaming and the server add to the model work.
 2. One client for ``--baseline-seconds``: the throughput one user gets.
 3. N clients for ``--seconds`` (for each N of ``--clients 16,32``): per endpoint p50 / p95 latency
    (and of the ``--steps``-step generations alone), errors, throughput and throughput relative to
@@ -27,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -258,6 +261,32 @@ def run_alone(server: Server, pool: list[Request]) -> dict[str, Any]:
     return references
 
 
+def lone_request_cost(server: Server, request: Request, runs: int = 5) -> dict[str, float]:
+    """One /denoise request alone through the API against the bare loop doing the same work in
+    this process (same settings, the studio's thread count), medians of ``runs``, measured
+    alternately so that a change in the machine's load hits both."""
+    from mmstudio.manager import ModelManager
+    from mmstudio.pipelines.denoise import DenoiseSettings, denoiser_for, run
+
+    prompt, model_id, scheduler, steps, guidance, seed = request.args
+    settings = DenoiseSettings((prompt,), steps=steps, guidance=guidance, seed=seed,
+                               scheduler=scheduler)
+    client = make_client(server)
+    api, bare = [], []
+    with denoiser_for(ModelManager(), model_id) as denoiser:
+        run(denoiser, settings)  # warm-up
+        for _ in range(runs):
+            began = time.perf_counter()
+            send(client, request)
+            api.append(time.perf_counter() - began)
+            began = time.perf_counter()
+            run(denoiser, settings)
+            bare.append(time.perf_counter() - began)
+    api_s, bare_s = statistics.median(api), statistics.median(bare)
+    return {"api_s": round(api_s, 3), "bare_loop_s": round(bare_s, 3),
+            "ratio": round(api_s / bare_s, 3)}
+
+
 def run_phase(server: Server, pool: list[Request], references: dict[str, Any], clients: int,
               seconds: float, warmup: float, tolerance: int) -> Phase:
     phase = Phase(clients, 0.0)
@@ -384,6 +413,7 @@ def bench_load(args: Any) -> dict[str, Any]:
             alone_start = time.monotonic()
             references = run_alone(server, pool)
             alone = time.monotonic() - alone_start
+            lone = lone_request_cost(server, pool[0]) if args.lone_runs else None
             one = run_phase(server, pool, references, 1, args.baseline_seconds,
                             args.warmup, args.tolerance)
             phases = [summarize(one, one.throughput, args.steps)]
@@ -396,6 +426,7 @@ def bench_load(args: Any) -> dict[str, Any]:
         "pool_per_endpoint": args.pool, "steps": args.steps, "tolerance_levels": args.tolerance,
         "server_startup_s": round(startup, 1), "rss_at_start_mb": round(rss_start / 2**20, 1),
         "references_alone_s": round(alone, 1),
+        "lone_denoise": lone,
         "requests_total": len(pool) + sum(p["requests"] for p in phases),
         "temp_dir_mb_end": round(temp_bytes / 2**20, 2), "temp_dir_files_end": temp_files,
         "phases": phases,
@@ -406,6 +437,11 @@ def print_load(figures: dict[str, Any]) -> None:
     print(f"load bench: app.py served locally, mix of /denoise ({figures['steps']} steps), "
           f"/vq_tokenize, /similarity; {figures['pool_per_endpoint']} distinct requests per "
           f"endpoint; server up in {figures['server_startup_s']} s")
+    lone = figures["lone_denoise"]
+    if lone:
+        print(f"one /denoise request alone ({figures['steps']} steps): {lone['api_s']:.2f} s "
+              f"through the API, {lone['bare_loop_s']:.2f} s as the bare loop in-process: "
+              f"{lone['ratio']:.2f}x (medians, measured alternately)")
     for phase in figures["phases"]:
         relative = phase["throughput_vs_one_client"]
         print(f"\n{phase['clients']} client(s), {phase['seconds']} s: {phase['requests']} "
