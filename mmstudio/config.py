@@ -3,7 +3,8 @@
 README.md documents each variable:
 
 OFFLINE, DEVICE, MAX_MEMORY, ASSETS, DEFAULT_MODELS, HUB_CACHE and THREADS, each prefixed
-MMSTUDIO_.
+MMSTUDIO_; from huggingface_hub's own variables, HF_HUB_OFFLINE (the default of OFFLINE) and
+HF_ENDPOINT (the hub's address, which the reachability check asks).
 """
 
 from __future__ import annotations
@@ -118,6 +119,7 @@ class Settings:
     default_models: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_MODELS))
     hub_cache: Path | None = None  # None: huggingface_hub's own default
     threads: int = 0  # CPU threads for torch; from_env: auto_threads(); 0: leave torch's
+    hub_endpoint: str | None = None  # None: huggingface_hub's default (https://huggingface.co)
 
     @property
     def models_dir(self) -> Path:
@@ -143,4 +145,5 @@ class Settings:
             default_models=parse_defaults(env.get("MMSTUDIO_DEFAULT_MODELS", "")),
             hub_cache=Path(hub_cache).expanduser() if hub_cache else None,
             threads=parse_threads(env.get("MMSTUDIO_THREADS", "0")),
+            hub_endpoint=env.get("HF_ENDPOINT") or None,
         )

@@ -37,6 +37,12 @@ def free_port() -> int:
 @pytest.fixture(scope="session")
 def app_server(tmp_path_factory: pytest.TempPathFactory):
     """`python app.py` on a free local port, offline, as a user would start it; yields its URL."""
+    yield from serve_app(tmp_path_factory)
+
+
+def serve_app(tmp_path_factory: pytest.TempPathFactory, **env_overrides: str):
+    """Start `python app.py` (with an empty hub cache and ``env_overrides``); yield its URL, then
+    stop it."""
     import subprocess
     import sys
     import time
@@ -46,7 +52,7 @@ def app_server(tmp_path_factory: pytest.TempPathFactory):
     log_path = tmp_path_factory.mktemp("server") / "server.log"
     hub_cache = tmp_path_factory.mktemp("empty-hub-cache")
     env = dict(os.environ, GRADIO_SERVER_PORT=str(port), GRADIO_SERVER_NAME="127.0.0.1",
-               MMSTUDIO_HUB_CACHE=str(hub_cache))
+               MMSTUDIO_HUB_CACHE=str(hub_cache), **env_overrides)
     root = Path(__file__).resolve().parent.parent
     with open(log_path, "w") as log:
         process = subprocess.Popen(

@@ -83,7 +83,7 @@ def test_non_image_upload_is_named(tab: tab_module.SimilarityTab, tmp_path: Path
 def test_unavailable_hub_model_says_so(offline_settings: Settings) -> None:
     manager = ModelManager(offline_settings, Catalog.load(offline_settings), devices=CPU)
     tab = tab_module.SimilarityTab(manager)
-    with pytest.raises(gr.Error, match="unavailable"):
+    with pytest.raises(gr.Error, match="is not on this machine: it is not in the local Hugging"):
         user_errors(tab.compare)(HUB_ID, "a red circle", 0, None, "a red circle",
                                  "color x shape", "yours")
 

@@ -188,7 +188,7 @@ def test_hub_model_offline_gets_a_reason(offline_settings: Settings) -> None:
 
     tab = TokenizeTab(ModelManager(offline_settings, Catalog.load(offline_settings), devices=CPU))
     assert "amused/amused-256:vqvae" in tab.model_choices()
-    with pytest.raises(gr.Error, match="unavailable: not in the local Hugging Face cache"):
+    with pytest.raises(gr.Error, match="is not on this machine: it is not in the local Hugging"):
         user_errors(tab.tokenize)("amused/amused-256:vqvae", str(EXAMPLE))
 
 

@@ -2,7 +2,8 @@
 
 Each submodule exposes ``register(subparsers)``, which adds its parser and sets ``func`` (a callable
 taking the parsed ``argparse.Namespace`` and returning an exit code). A ``UserError`` raised by a
-command becomes a one-line reason on stderr and exit code 2.
+command becomes a one-line reason on stderr and exit code 2; ``note`` prints a remark that does not
+stop the command (e.g. prompt words the model never learned) on stderr.
 """
 
 from __future__ import annotations
@@ -33,6 +34,12 @@ def build_parser() -> argparse.ArgumentParser:
             continue
         module.register(subparsers)
     return parser
+
+
+def note(text: str) -> None:
+    """A remark for the person at the terminal, on stderr (stdout stays the command's output)."""
+    if text:
+        print(f"note: {text}", file=sys.stderr)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -12,6 +12,7 @@ import argparse
 import json
 from pathlib import Path
 
+from mmstudio.cli import note
 from mmstudio.errors import UserError
 
 
@@ -78,6 +79,7 @@ def run_generate(args: argparse.Namespace) -> int:
                               image_seeds=tuple(j[2] for j in chunk)).validated()
               for chunk in (jobs[b: b + args.batch] for b in range(0, len(jobs), args.batch))]
     args.out.mkdir(parents=True, exist_ok=True)
+    note(manager.catalog.unknown_words_message(model_id, prompts))  # the run goes ahead
 
     records = []
     with denoiser_for(manager, model_id) as denoiser:

@@ -1,4 +1,5 @@
-"""`python -m mmstudio models`: the catalog, availability and reasons; `download`: hub weights."""
+"""`python -m mmstudio models`: the hub's reachability, the catalog, availability and reasons;
+`download`: hub weights."""
 
 from __future__ import annotations
 
@@ -26,12 +27,16 @@ def _manager():  # noqa: ANN202 - imported lazily so --help stays fast
 
 
 def run_models(args: argparse.Namespace) -> int:
-    rows = _manager().status()
+    manager = _manager()
+    hub = manager.catalog.hub.check()  # a few seconds at most; nothing is asked when offline
+    rows = manager.status()
     if args.task:
         rows = [r for r in rows if args.task in r["tasks"]]
     if args.json:
-        print(json.dumps(rows, indent=2))
+        print(json.dumps({"hub": {"state": hub.state, "label": hub.label, "detail": hub.detail},
+                          "models": rows}, indent=2))
         return 0
+    print(f"Hugging Face Hub: {hub.label} ({hub.detail})\n")
     width = max(len(r["id"]) for r in rows) if rows else 10
     print(f"{'model':<{width}}  {'tasks':<12} {'source':<8} {'available':<9}  reason")
     for row in rows:
@@ -42,7 +47,6 @@ def run_models(args: argparse.Namespace) -> int:
 
 
 def run_download(args: argparse.Namespace) -> int:
-    from mmstudio.catalog import download_snapshot
     from mmstudio.errors import UserError
 
     manager = _manager()
@@ -51,5 +55,5 @@ def run_download(args: argparse.Namespace) -> int:
         raise UserError(f"'{spec.id}' is embedded; its weights ship in assets/")
     if manager.settings.offline:
         raise UserError("offline mode is on (HF_HUB_OFFLINE / MMSTUDIO_OFFLINE); unset it first")
-    print(download_snapshot(spec, manager.settings.hub_cache))
+    print(manager.catalog.download(spec.id))  # a failure says plainly why (details: the log)
     return 0

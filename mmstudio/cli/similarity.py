@@ -7,6 +7,7 @@ import argparse
 import json
 import time
 
+from mmstudio.cli import note
 from mmstudio.errors import UserError
 
 
@@ -31,7 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def _clip(model_id: str | None):  # noqa: ANN202 - heavy imports stay out of --help
+def _clip(model_id: str | None, texts: list[str] | None = None):  # noqa: ANN202 - lazy imports
     from mmstudio.manager import ModelManager
     from mmstudio.pipelines.align import ClipModel
 
@@ -41,6 +42,7 @@ def _clip(model_id: str | None):  # noqa: ANN202 - heavy imports stay out of --h
     if "similarity" not in spec.tasks:
         raise UserError(f"'{model_id}' is not a similarity model; try "
                         f"{', '.join(s.id for s in manager.catalog if 'similarity' in s.tasks)}")
+    note(manager.catalog.unknown_words_message(model_id, texts or []))
     return ClipModel.from_loaded(manager.get(model_id))
 
 
@@ -70,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     names = list(args.images) + [f"render: {c}" for c in args.render]
     texts = align.check_texts(args.texts)
     align.prepare_images(sources, 32)  # input errors before the model loads
-    clip = _clip(args.model)
+    clip = _clip(args.model, texts)
     result = align.compare(clip, sources, texts)
     if args.json:
         print(json.dumps({"model": clip.model_id, "images": names, **result.sim.to_dict(),
@@ -92,8 +94,8 @@ def run(args: argparse.Namespace) -> int:
     print()
     for i, (best, row) in enumerate(zip(sim.best_text, sim.probs, strict=True)):
         print(f"I{i + 1} -> T{best + 1} '{texts[best]}' (p = {row[best]:.3f})")
-    for note in result.notes:
-        print(f"note: {note}")
+    for remark in result.notes:
+        print(f"note: {remark}")
     return 0
 
 

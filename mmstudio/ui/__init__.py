@@ -10,7 +10,12 @@ import importlib
 from typing import Any
 
 from mmstudio.manager import ModelManager
-from mmstudio.ui.common import CSS, THEME, gr  # sets the no-analytics environment before gradio
+from mmstudio.ui.common import (  # sets the no-analytics environment before gradio
+    CSS,
+    THEME,
+    gr,
+    hub_sentence,
+)
 
 TITLE = "mmstudio"
 
@@ -47,18 +52,30 @@ def _tab_module(name: str) -> Any | None:
 
 
 def build_app(manager: ModelManager) -> gr.Blocks:
-    mode = ("embedded models, offline" if manager.settings.offline
-            else "embedded models; hub models load on demand")
+    """The studio. The hub's reachability is checked in the background from here on (nothing is
+    asked when offline by setting); the header says what is known and updates when the page loads
+    and on every change of tab, so the first page never waits for the network."""
+    hub = manager.catalog.hub
+    hub.start()
     with gr.Blocks(title=TITLE, analytics_enabled=False) as app:
         gr.Markdown(
             "# mmstudio\nLook inside multimodal generative models: tokens, denoising steps, "
-            f"embeddings. Running on {mode}."
+            "embeddings. The embedded models run here with no network; hub models load on demand."
         )
+        hub_line = gr.Markdown(hub_sentence(hub.current()), elem_id="mm-hub-status")
+
+        def hub_status() -> str:
+            return hub_sentence(hub.wait(hub.timeout + 1.0))
+
+        app.load(hub_status, None, hub_line, queue=False, show_progress="hidden",
+                 api_name="hub_status")
         for label, module_name, coming in TABS:
             module = _tab_module(module_name)
-            with gr.Tab(label):
+            with gr.Tab(label) as tab:
                 if module is None:
                     gr.Markdown(f"**Coming next.** {coming}")
                 else:
                     module.build(manager)
+            tab.select(lambda: hub_sentence(hub.current()), None, hub_line, queue=False,
+                       show_progress="hidden", api_name=False)
     return app

@@ -1,4 +1,5 @@
-"""Helpers shared by the tabs: error translation, display conversions, shared styling."""
+"""Helpers shared by the tabs: error translation, display conversions, shared styling, the hub's
+reachability in words, and the unknown-word note under a prompt."""
 
 from __future__ import annotations
 
@@ -30,6 +31,8 @@ CSS = """
 .mm-pixelated img {image-rendering: pixelated}
 .mm-fill img {width: 100%; height: 100%; object-fit: contain}
 .mm-caption p {margin: 0}
+.mm-unknown-words {font-size: 0.9em; color: #b45309}
+.mm-unknown-words p {margin: 0}
 """
 
 
@@ -91,3 +94,45 @@ def upscale(image: np.ndarray, size: int = 256) -> np.ndarray:
 def explain(text: str) -> gr.Markdown:
     """The short 'what you are seeing' paragraph at the top of a tab."""
     return gr.Markdown(text, elem_classes=["mm-explain"])
+
+
+def hub_sentence(reach: Any) -> str:
+    """The hub's reachability (a ``mmstudio.hub.Reachability``) as one sentence for a person."""
+    from mmstudio import hub
+
+    if reach.state == hub.REACHABLE:
+        return "Hugging Face Hub: **hub reachable**; hub models download on first use."
+    if reach.state == hub.OFFLINE:
+        return ("Hugging Face Hub: **offline by setting** (HF_HUB_OFFLINE / MMSTUDIO_OFFLINE); "
+                "only hub models already on this machine load.")
+    if reach.state == hub.UNREACHABLE:
+        return ("Hugging Face Hub: **no network**; only hub models already on this machine load, "
+                "the embedded ones always do.")
+    return "Hugging Face Hub: checking whether it can be reached..."
+
+
+def unknown_words_note(manager: Any, prompt: gr.components.Component,
+                       model: gr.components.Component | str,
+                       elem_id: str | None = None) -> gr.Markdown:
+    """A line beside a prompt naming the words the chosen model's text encoder never learned
+    (embedded models: their world's caption grammar; hub models are not marked). It follows the
+    prompt and the model as they change, off the queue, so it never holds up a run. ``prompt``
+    may hold several texts, one per line (they are numbered). Call it where the note should sit,
+    inside the tab's layout."""
+    fixed = model if isinstance(model, str) else None
+
+    def note(text: str | None, model_id: str | None = fixed) -> dict[str, Any]:
+        lines = [line for line in (text or "").splitlines() if line.strip()]
+        message = ""
+        if model_id and lines:
+            message = manager.catalog.unknown_words_message(model_id, lines)
+        return gr.update(value=message, visible=bool(message))
+
+    first = note(prompt.value, fixed if fixed else model.value)  # type: ignore[union-attr]
+    box = gr.Markdown(first["value"], visible=first["visible"], elem_id=elem_id,
+                      elem_classes=["mm-unknown-words"])
+    inputs = [prompt] if fixed else [prompt, model]
+    for component in inputs:
+        component.change(note, inputs, box, queue=False, show_progress="hidden",
+                         trigger_mode="always_last", api_name=False)
+    return box

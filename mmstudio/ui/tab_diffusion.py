@@ -11,7 +11,7 @@ import numpy as np
 
 from mmstudio.checks import whole_number
 from mmstudio.manager import ModelManager
-from mmstudio.ui.common import explain, model_work, upscale, user_errors
+from mmstudio.ui.common import explain, model_work, unknown_words_note, upscale, user_errors
 
 EXPLAIN = """
 **What you are seeing.** A diffusion model starts from pure noise and removes a little of it at
@@ -74,6 +74,7 @@ def build(manager: ModelManager) -> None:
                                 info="Empty means unconditional. Shapes grammar: a [size] color "
                                 "shape [in the position] [on a background background]")
         model = gr.Dropdown(_model_choices(manager), value=default_id, label="Model", scale=2)
+    unknown_words_note(manager, prompt, model, elem_id="diffusion-unknown-words")
     with gr.Row():
         scheduler = gr.Dropdown([(f"{k}: {v}", k) for k, v in SCHEDULERS.items()], value="ddim",
                                 label="Scheduler", scale=2)
@@ -201,6 +202,7 @@ def build(manager: ModelManager) -> None:
             guidances = gr.Textbox("0, 1, 1.5, 3", label="Guidance values (comma separated)")
             seeds = gr.Slider(1, 8, value=4, step=1, label="Seeds (0, 1, ...)")
             compare = gr.Button("Compare")
+        unknown_words_note(manager, grid_prompt, model, elem_id="diffusion-grid-unknown-words")
         compare_view = gr.Image(label="Rows: guidance; columns: seed", interactive=False)
 
     def comparison(prompt_text: str, model_id: str, scheduler_name: str, n_steps: float,

@@ -8,7 +8,7 @@ import gradio as gr
 
 from mmstudio.errors import UserError
 from mmstudio.manager import ModelManager
-from mmstudio.ui.common import explain, user_errors
+from mmstudio.ui.common import explain, hub_sentence, user_errors
 
 COLUMNS = ["model", "tasks", "source", "available", "loaded on", "memory (MB)", "license",
            "metrics", "reason"]
@@ -35,9 +35,9 @@ def summary(manager: ModelManager) -> str:
     devices = ", ".join(d.name for d in manager.devices)
     used = manager.memory_used() / 2**20
     budget = settings.max_memory / 2**20
-    mode = "offline" if settings.offline else "online (hub models download on first use)"
-    return (f"**Devices:** {devices} · **Mode:** {mode} · **Loaded:** {used:.1f} MB of a "
-            f"{budget:,.0f} MB budget (`MMSTUDIO_MAX_MEMORY`)")
+    hub = manager.catalog.hub.current()
+    return (f"**Devices:** {devices} · **Loaded:** {used:.1f} MB of a {budget:,.0f} MB budget "
+            f"(`MMSTUDIO_MAX_MEMORY`)\n\n{hub_sentence(hub)} ({hub.detail})")
 
 
 ADMIN_OFF = ("Loading and unloading from here is off (set `MMSTUDIO_ADMIN=1` where the studio "
@@ -59,10 +59,12 @@ def build(manager: ModelManager) -> None:
         "are evicted least-recently-used when the memory budget is reached. *available* says "
         "whether the weights can be had here, and *reason* says why not."
     )
-    info = gr.Markdown(summary(manager))
+    # Callables: filled again at every page load, with what is known then of the hub.
+    info = gr.Markdown(lambda: summary(manager))
     table = gr.Dataframe(
-        value=catalog_rows(manager), headers=COLUMNS, interactive=False, wrap=True,
+        value=lambda: catalog_rows(manager), headers=COLUMNS, interactive=False, wrap=True,
         label="Catalog", column_widths=["18%", "8%", "7%", "6%", "10%", "6%", "8%", "12%", "25%"],
+        elem_id="models-table",
     )
     with gr.Row():
         choice = gr.Dropdown(
@@ -95,6 +97,14 @@ def build(manager: ModelManager) -> None:
         return refreshed(f"Unloaded **{model_id}**." if done else f"**{model_id}** was not loaded.")
 
     outputs = [info, table, message]
-    load.click(on_load, choice, outputs, api_name="models_load")
-    unload.click(on_unload, choice, outputs, api_name="models_unload")
-    refresh.click(lambda: refreshed(), None, outputs, api_name="models_status")
+    # Progress and errors show on the message line only: a failed load must not cover the table
+    # (the toast says what happened); afterwards the table and the hub's state are refreshed.
+    load.click(on_load, choice, outputs, api_name="models_load", show_progress_on=message
+               ).failure(lambda: refreshed()[:2], None, [info, table], api_name=False)
+    unload.click(on_unload, choice, outputs, api_name="models_unload", show_progress_on=message)
+
+    def on_refresh() -> tuple:
+        manager.catalog.hub.check()  # asked again: the network may have come or gone
+        return refreshed()
+
+    refresh.click(on_refresh, None, outputs, api_name="models_status")

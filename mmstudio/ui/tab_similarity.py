@@ -20,7 +20,7 @@ from mmstudio.checks import whole_number
 from mmstudio.errors import UserError
 from mmstudio.manager import ModelManager
 from mmstudio.pipelines import align
-from mmstudio.ui.common import explain, gr, model_work, upscale
+from mmstudio.ui.common import explain, gr, model_work, unknown_words_note, upscale
 from mmstudio.worlds import shapes
 
 INTRO = """\
@@ -44,8 +44,8 @@ uploaded); the texts on the right are compared with every image.
   corresponding places.
 
 `shapes-clip` was trained here on the shapes world: it knows only the 29 words of that grammar
-(other words get untrained embeddings). OpenCLIP ViT-B-32 reads any English, when its weights are
-available.
+(other words get untrained embeddings; the words it never learned are named under the texts).
+OpenCLIP ViT-B-32 reads any English, when its weights are available.
 """
 
 DEFAULT_CAPTIONS = """\
@@ -400,6 +400,7 @@ def build(manager: ModelManager) -> None:
             texts = gr.Textbox(DEFAULT_TEXTS, lines=9, max_lines=20,
                                label=f"Texts (one per line; at most {align.MAX_TEXTS}, "
                                f"{align.MAX_TEXT_CHARS} characters each)")
+            unknown_words_note(manager, texts, model, elem_id="similarity-unknown-words")
             button = gr.Button("Compare", variant="primary")
     gr.Examples(EXAMPLES, [captions, texts], label="Examples (images from captions, texts)")
     preview = gr.Gallery(label="Images compared", columns=8, height=250, object_fit="contain",

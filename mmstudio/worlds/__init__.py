@@ -4,7 +4,8 @@ Every world module (``shapes``, ``sounds``, ``motion``) has the same interface, 
 over ``WORLDS``:
 
 - ``NAME``, ``KIND`` ("image" | "audio" | "video"), ``SAMPLE_SHAPE``, ``FIELDS``, ``VALUES``,
-  ``OPTIONAL_FIELDS``, ``HELD_OUT``, ``PAIR_FIELDS``, ``GRAMMAR``, ``ATTRS`` (the dataclass);
+  ``OPTIONAL_FIELDS``, ``HELD_OUT``, ``PAIR_FIELDS``, ``GRAMMAR``, ``ATTRS`` (the dataclass),
+  ``VOCABULARY`` (every word of the grammar: all that a text encoder trained on the world read);
 - ``caption(attrs) -> str`` and ``parse(text) -> attrs`` (raises ``CaptionError``);
 - ``render(attrs, rng, split="all") -> np.ndarray`` filling left-out attributes at random, and
   ``render_with_attrs`` returning ``(sample, complete attrs)``;
@@ -28,6 +29,7 @@ from mmstudio.worlds.common import (
     attrs_dict,
     is_complete,
     named,
+    unknown_words,
 )
 
 WORLDS: dict[str, ModuleType] = {"shapes": shapes, "sounds": sounds, "motion": motion}
@@ -39,6 +41,11 @@ def get_world(name: str) -> ModuleType:
         return WORLDS[name]
     except KeyError:
         raise UserError(f"unknown world '{name}'; choose one of {', '.join(WORLDS)}") from None
+
+
+def vocabulary(name: str) -> frozenset[str]:
+    """The words of world ``name``'s caption grammar (``UserError`` for an unknown world)."""
+    return get_world(name).VOCABULARY
 
 
 def parse_any(text: str) -> tuple[str, Any]:
@@ -75,4 +82,6 @@ __all__ = [
     "parse_any",
     "shapes",
     "sounds",
+    "unknown_words",
+    "vocabulary",
 ]

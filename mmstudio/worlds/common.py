@@ -51,6 +51,19 @@ def check_words(text: str, vocabulary: Iterable[str], world: str, grammar: str) 
         )
 
 
+_WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
+
+
+def unknown_words(text: str, vocabulary: Iterable[str]) -> list[str]:
+    """The words of ``text`` that are not in ``vocabulary``, each once, in order of appearance.
+
+    Case and punctuation are ignored ("A dragon, flying." has the words a, dragon, flying); unlike
+    ``check_words`` this says nothing about word order: it is for marking the words of a free
+    prompt that a text encoder never learned, not for parsing a caption."""
+    vocab = {w.lower() for w in vocabulary}
+    return [w for w in dict.fromkeys(_WORD.findall(str(text).lower())) if w not in vocab]
+
+
 def grammar_error(text: str, world: str, grammar: str) -> CaptionError:
     """The error for a caption whose words are all known but whose order is not in the grammar."""
     return CaptionError(f"{world} caption '{text}' does not follow the grammar: {grammar}")

@@ -73,6 +73,8 @@ GRAMMAR = "a color shape moving direction on a background background"
 # ---------------------------------------------------------------------------------------- captions
 
 _VOCAB = vocabulary_of(["a an moving on background"], COLORS, SHAPES, DIRECTIONS, BACKGROUNDS)
+#: Every word of the caption grammar: all a text encoder trained on this world ever read.
+VOCABULARY: frozenset[str] = frozenset(_VOCAB)
 _CAPTION_RE = re.compile(
     rf"^an? (?P<color>{alternation(COLORS)}) (?P<shape>{alternation(SHAPES)})"
     rf" moving (?P<direction>{alternation(DIRECTIONS)})"

@@ -93,6 +93,8 @@ GRAMMAR = "a [size] color shape [in the position] [on a background background]"
 # ---------------------------------------------------------------------------------------- captions
 
 _VOCAB = vocabulary_of(["a an in the on background"], SIZES, COLORS, SHAPES, POSITIONS, BACKGROUNDS)
+#: Every word of the caption grammar: all a text encoder trained on this world ever read.
+VOCABULARY: frozenset[str] = frozenset(_VOCAB)
 _CAPTION_RE = re.compile(
     rf"^an? (?:(?P<size>{alternation(SIZES)}) )?(?P<color>{alternation(COLORS)})"
     rf" (?P<shape>{alternation(SHAPES)})"

@@ -74,6 +74,8 @@ GRAMMAR = "pattern of a pitch timbre wave | pattern of pitch noise"
 
 _TONES = tuple(t for t in TIMBRES if t != "noise")
 _VOCAB = vocabulary_of(["of a an wave noise"], TIMBRES, PITCHES, PATTERNS)
+#: Every word of the caption grammar: all a text encoder trained on this world ever read.
+VOCABULARY: frozenset[str] = frozenset(_VOCAB)
 _CAPTION_RE = re.compile(
     rf"^(?P<pattern>{alternation(PATTERNS)}) of "
     rf"(?:an? (?P<pitch>{alternation(PITCHES)}) (?P<timbre>{alternation(_TONES)}) wave"
