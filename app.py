@@ -2,11 +2,14 @@
 
 import os
 
+from mmstudio.devices import use_cpu_threads
 from mmstudio.manager import ModelManager
 from mmstudio.ui import LAUNCH_KWARGS, build_app
 
 if __name__ == "__main__":
-    app = build_app(ModelManager())
+    manager = ModelManager()
+    use_cpu_threads(manager.settings.cpu_threads)  # one core left to streaming (config.py)
+    app = build_app(manager)
     app.queue(default_concurrency_limit=4).launch(
         server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
         server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),

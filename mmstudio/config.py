@@ -72,7 +72,8 @@ def cpu_cores() -> int:
 
 
 def auto_threads(cores: int | None = None) -> int:
-    """torch's CPU threads when MMSTUDIO_THREADS is 0 or unset: one less than the cores, at least 1.
+    """The served studio's and the benchmarks' torch CPU threads when MMSTUDIO_THREADS is 0 or
+    unset: one less than the cores, at least 1 (``devices.use_cpu_threads`` applies it).
 
     Why not one per core (torch's default): torch's intra-op threads work in lock-step (every
     parallel op waits for its slowest thread), and the studio always has other work on the CPU
@@ -83,7 +84,8 @@ def auto_threads(cores: int | None = None) -> int:
     to 10x. Leaving one core free keeps the loop at its own speed whatever streams beside it, on
     2 cores (1 thread; our small models are as fast on one thread as on two) as on 64. Batched
     passes of many users (``pipelines.batching``) use the spare cores with passes of their own,
-    which do not wait on each other.
+    which do not wait on each other. Training and evaluation scripts keep their own
+    ``--threads``.
     """
     return max(1, (cores or cpu_cores()) - 1)
 
@@ -96,7 +98,7 @@ def parse_threads(text: str) -> int:
     if threads < 0:
         raise UserError(f"MMSTUDIO_THREADS must be a whole number (0 = automatic: one less than "
                         f"the cores), not {text!r}")
-    return threads or auto_threads()
+    return threads
 
 
 def parse_defaults(text: str) -> dict[str, str]:
@@ -118,8 +120,13 @@ class Settings:
     assets: Path = REPO_ROOT / "assets"
     default_models: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_MODELS))
     hub_cache: Path | None = None  # None: huggingface_hub's own default
-    threads: int = 0  # CPU threads for torch; from_env: auto_threads(); 0: leave torch's
+    threads: int = 0  # CPU threads for torch; 0: automatic (``cpu_threads``)
     hub_endpoint: str | None = None  # None: huggingface_hub's default (https://huggingface.co)
+
+    @property
+    def cpu_threads(self) -> int:
+        """The thread count to serve and benchmark with: MMSTUDIO_THREADS, else automatic."""
+        return self.threads or auto_threads()
 
     @property
     def models_dir(self) -> Path:

@@ -104,3 +104,13 @@ def _cpu_info() -> DeviceInfo:
 
     memory = psutil.virtual_memory()
     return DeviceInfo("cpu", memory.total, memory.available)
+
+
+def use_cpu_threads(threads: int) -> int:
+    """Set torch's intra-op CPU threads for this process (``Settings.cpu_threads`` explains the
+    choice); returns the count now in use."""
+    import torch
+
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+    return torch.get_num_threads()

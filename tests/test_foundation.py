@@ -37,9 +37,11 @@ def test_settings_from_env(tmp_path: Path) -> None:
     assert settings.default_models["similarity"] == "shapes-clip"
     assert Settings.from_env({"MMSTUDIO_OFFLINE": "0", "HF_HUB_OFFLINE": "1"}).offline is False
     assert Settings.from_env({"MMSTUDIO_THREADS": "1"}).threads == 1
-    # unset or 0: one less than the cores, so streaming and other requests keep a core
+    assert Settings.from_env({"MMSTUDIO_THREADS": "1"}).cpu_threads == 1
+    # unset or 0: the app serves with one less than the cores (streaming keeps a core)
     assert Settings.from_env({}).threads == Settings.from_env({"MMSTUDIO_THREADS": "0"}).threads
-    assert Settings.from_env({}).threads == auto_threads() == max(1, cpu_cores() - 1)
+    assert Settings.from_env({}).threads == 0
+    assert Settings.from_env({}).cpu_threads == auto_threads() == max(1, cpu_cores() - 1)
     assert [auto_threads(n) for n in (1, 2, 4, 64)] == [1, 1, 3, 63]
     with pytest.raises(UserError, match="MMSTUDIO_THREADS"):
         Settings.from_env({"MMSTUDIO_THREADS": "many"})

@@ -218,8 +218,10 @@ def print_similarity(figures: dict[str, Any], threads: int) -> None:
 def run_bench(args: argparse.Namespace) -> int:
     import torch
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    from mmstudio.config import Settings
+    from mmstudio.devices import use_cpu_threads
+
+    use_cpu_threads(args.threads or Settings.from_env().cpu_threads)  # as the app serves
     if args.what == "load":
         from mmstudio.cli.bench_load import bench_load, print_load
 
