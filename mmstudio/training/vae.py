@@ -2,7 +2,7 @@
 
 32 x 32 x 3 images in [-1, 1] -> an 8 x 8 x 4 latent (two 2x downsamplings) -> back; the KL
 autoencoder of latent diffusion (Rombach et al. 2022, "High-Resolution Image Synthesis with Latent
-Diffusion Models"): an L1 pixel loss, a Sobel edge loss (crisp edges: the shapes analyzer reads
+Diffusion Models"): L1 + MSE pixel losses, a Sobel edge loss (crisp edges: the shapes analyzer reads
 geometry to a fraction of a pixel), and a small KL term towards N(0, 1) that keeps the latent space
 smooth and bounded, so that a diffusion model can learn it. The posterior's log-variance starts at
 ``--logvar-init`` (-8): with the default init (variance 1) the decoder sees latents drowned in
@@ -98,6 +98,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--kl-weight", type=float, default=1e-4,
                    help="weight of the KL term (mean over latent elements)")
     p.add_argument("--edge-weight", type=float, default=1.0, help="weight of the Sobel edge loss")
+    p.add_argument("--mse-weight", type=float, default=1.0,
+                   help="weight of an MSE term beside the L1 (large colour errors cost more)")
     p.add_argument("--logvar-init", type=float, default=-8.0,
                    help="initial log-variance of the posterior (bias of quant_conv's second half)")
     p.add_argument("--seed", type=int, default=0)
@@ -178,9 +180,10 @@ def main(model_id: str, argv: list[str]) -> int:
     forward = torch.compile(autoencode) if args.compile else autoencode
     summary = {"model_id": MODEL_ID, "batch": args.batch, "lr": args.lr, "seed": args.seed,
                "kl_weight": args.kl_weight, "edge_weight": args.edge_weight,
-               "logvar_init": args.logvar_init,
+               "logvar_init": args.logvar_init, "mse_weight": args.mse_weight,
                "steps": args.steps, "history": history,
-               "loss": "L1 + edge_weight * L1(Sobel) + kl_weight * KL (means over elements)"}
+               "loss": "L1 + mse_weight * MSE + edge_weight * L1(Sobel) + kl_weight * KL "
+                       "(means over elements)"}
     save_timer = Every(args.save_every)
     t0, smooth = time.perf_counter(), {}
     generator = torch.Generator().manual_seed(args.seed)
@@ -199,7 +202,7 @@ def main(model_id: str, argv: list[str]) -> int:
         generator.manual_seed(args.seed * 1_000_003 + step)
         noise = torch.randn((args.batch, 4, 8, 8), generator=generator).to(device)
         recon, kl = forward(x, noise)
-        rec = F.l1_loss(recon, x)
+        rec = F.l1_loss(recon, x) + args.mse_weight * F.mse_loss(recon, x)
         edge = F.l1_loss(sobel_magnitude(recon * 0.5 + 0.5), sobel_magnitude(x * 0.5 + 0.5))
         loss = rec + args.edge_weight * edge + args.kl_weight * kl
         optimizer.zero_grad(set_to_none=True)
