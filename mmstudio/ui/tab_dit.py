@@ -10,7 +10,13 @@ import numpy as np
 
 from mmstudio.manager import ModelManager
 from mmstudio.ui.common import explain, model_work, unknown_words_note, user_errors
-from mmstudio.ui.trace_viewer import step_panel, step_sentence, stream_run, trace_files
+from mmstudio.ui.trace_viewer import (
+    BATCHED_RUNS,
+    step_panel,
+    step_sentence,
+    stream_run,
+    trace_files,
+)
 
 EXPLAIN = """
 **What you are seeing.** A Diffusion Transformer does not denoise pixels. An autoencoder first
@@ -169,8 +175,9 @@ def build(manager: ModelManager) -> None:
     inputs = [prompt, class_pick, model, scheduler, steps, guidance, seed]
     run_event = go.click(model_work(manager, generate), inputs,
                          [x_t_view, x0_view, eps_view, final_view, channels_view, status,
-                          step_slider, trace_state], api_name="dit_generate")
-    stop.click(None, None, None, cancels=[run_event], api_name=False)
+                          step_slider, trace_state], api_name="dit_generate",
+                         concurrency_limit=BATCHED_RUNS)
+    stop.click(None, None, None, cancels=[run_event], api_visibility="private")
     step_slider.input(scrub, [step_slider, trace_state],
                       [x_t_view, x0_view, eps_view, channels_view, status], api_name="dit_step")
     make_files.click(user_errors(lambda s: trace_files(s["trace"] if s else None)), trace_state,

@@ -31,15 +31,23 @@ def step_panel(label: str, elem_id: str, buttons: tuple[str, ...] = (),
                         elem_classes=["mm-pixelated", "mm-fill"], format="png")
 
 
+#: Runs at once per streamed event: they share forward passes (``pipelines.batching``), so this
+#: bounds the batch size, not the CPU work.
+BATCHED_RUNS = 32
+
+
 def stream_run(denoiser: Any, settings: Any, on_step: Callable[[Any], None],
                progress: gr.Progress) -> Iterator[Any]:
-    """Run the loop in the background; call ``on_step(step)`` for every step as it arrives, and
-    yield None after each batch of new steps (time to update the page), then the result."""
+    """Run the loop in the background, its model calls joined with other users' runs of the same
+    network (``pipelines.batching``); call ``on_step(step)`` for every step as it arrives, and
+    yield None after each batch of new steps (at most ``UPDATE_INTERVAL`` apart: time to update
+    the page), then the result. Closing this generator (Stop, a closed tab) stops the loop."""
+    from mmstudio.pipelines.batching import batched
     from mmstudio.pipelines.denoise import DenoiseResult, denoise
-    from mmstudio.pipelines.stream import in_background
+    from mmstudio.pipelines.stream import UPDATE_INTERVAL, in_background
 
     done = 0
-    for batch in in_background(denoise(denoiser, settings)):
+    for batch in in_background(denoise(batched(denoiser), settings), UPDATE_INTERVAL):
         result = None
         for item in batch:
             if isinstance(item, DenoiseResult):
