@@ -148,3 +148,36 @@ def test_install_recording_processors_counts_blocks(tmp_path: Path) -> None:
     folder = tiny_models.make_pixart(tmp_path / "p", "clip", 64)
     model = PixArtTransformer2DModel.from_pretrained(folder, subfolder="transformer")
     assert install_recording_processors(model) == 4  # 2 blocks x (self, cross)
+
+
+@pytest.mark.parametrize("scheduler", ["ddim", "ddpm", "euler", "euler_a", "dpmpp_2m"])
+def test_loop_equals_pixart_pipeline(manager: ModelManager, scheduler: str) -> None:
+    """Oracle (issue 19's, for the text-conditioned DiT): our loop's final image equals
+    diffusers' ``PixArtAlphaPipeline`` on the same transformer, VAE, scheduler, seed and text
+    states (given as prompt embeddings with their masks: the pipeline's own text encoder is T5,
+    ours the shapes-clip tower)."""
+    from diffusers import PixArtAlphaPipeline
+
+    from mmstudio.pipelines.schedulers import make_scheduler
+
+    prompt, steps, guidance, seed = "a small darkgreen cross", 6, 3.0, 7
+    with denoiser_for(manager, "pixart-own-vae") as denoiser:
+        ours = run(denoiser, DenoiseSettings((prompt,), steps=steps, guidance=guidance,
+                                             seed=seed, scheduler=scheduler)).images[0]
+        states, mask = denoiser.encode([prompt])
+        empty_states, empty_mask = denoiser.encode([""])
+        pipe = PixArtAlphaPipeline(
+            tokenizer=None, text_encoder=None, vae=denoiser.vae,
+            transformer=denoiser.transformer,
+            scheduler=make_scheduler(scheduler, denoiser.scheduler_config))
+        pipe.set_progress_bar_config(disable=True)
+        size = denoiser.size * 2  # the tiny VAE upsamples 2x
+        theirs = pipe(prompt=None, negative_prompt=None, prompt_embeds=states,
+                      prompt_attention_mask=mask.long(),
+                      negative_prompt_embeds=empty_states,
+                      negative_prompt_attention_mask=empty_mask.long(),
+                      num_inference_steps=steps, guidance_scale=guidance, height=size,
+                      width=size, generator=torch.Generator().manual_seed(seed),
+                      use_resolution_binning=False, output_type="np").images[0]
+    theirs = (theirs * 255).round().astype(np.uint8)
+    assert int(np.abs(ours.astype(int) - theirs.astype(int)).max()) == 0
