@@ -115,6 +115,7 @@ def parse_defaults(text: str) -> dict[str, str]:
 class Settings:
     offline: bool = False
     admin: bool = False  # the Models tab may load and unload models (off on a public Space)
+    downloads_max: int = 10**9  # bytes of download files (traces, audio, video) kept on disk
     devices: tuple[str, ...] = ()  # () means auto: every visible GPU, else the CPU
     max_memory: int = 8 * 10**9  # bytes of model weights kept loaded at once
     assets: Path = REPO_ROOT / "assets"
@@ -146,6 +147,7 @@ class Settings:
         return cls(
             offline=parse_bool("MMSTUDIO_OFFLINE", offline_text),
             admin=parse_bool("MMSTUDIO_ADMIN", env.get("MMSTUDIO_ADMIN", "0")),
+            downloads_max=parse_bytes(env.get("MMSTUDIO_DOWNLOADS_MAX", "1GB")),
             devices=parse_devices(env.get("MMSTUDIO_DEVICE", "auto")),
             max_memory=parse_bytes(env.get("MMSTUDIO_MAX_MEMORY", "8GB")),
             assets=Path(assets).expanduser().resolve() if assets else REPO_ROOT / "assets",

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
 from typing import Any
 
 import gradio as gr
@@ -11,6 +9,7 @@ import numpy as np
 
 from mmstudio.checks import whole_number
 from mmstudio.manager import ModelManager
+from mmstudio.ui import downloads
 from mmstudio.ui.common import explain, model_work, unknown_words_note, upscale, user_errors
 
 EXPLAIN = """
@@ -154,7 +153,7 @@ def build(manager: ModelManager) -> None:
     def trace_downloads(trace: Any):
         if trace is None or not len(trace):
             raise gr.Error("Generate an image first; then its steps show here and download.")
-        folder = Path(tempfile.mkdtemp(prefix="mmstudio-trace-"))
+        folder = downloads.new_folder("trace")
         return (trace.grid(), str(trace.write_gif(folder / "trace.gif")),
                 str(trace.write_mp4(folder / "trace.mp4")))
 

@@ -9,9 +9,7 @@ its code and the id written in it, nearest-neighbour enlargements, an error heat
 from __future__ import annotations
 
 import colorsys
-import tempfile
 import threading
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,6 +19,7 @@ from mmstudio.checks import whole_number
 from mmstudio.errors import UserError
 from mmstudio.manager import ModelManager
 from mmstudio.pipelines import tokenize as tk
+from mmstudio.ui import downloads
 from mmstudio.ui.common import explain, gr, model_work, upscale, user_errors
 from mmstudio.worlds import shapes
 
@@ -288,7 +287,7 @@ class TokenizeTab:
             raise UserError("a shapes caption names a color and a shape, e.g. 'a red circle'")
         seed = whole_number(0 if seed is None else seed, "the render seed", 0, 2**63 - 1)
         image = shapes.render(attrs, np.random.default_rng(seed))
-        path = Path(tempfile.mkdtemp(prefix="mmstudio-tokenize-")) / "caption.png"
+        path = downloads.new_folder("tokenize") / "caption.png"
         Image.fromarray(image).save(path)
         return str(path)
 

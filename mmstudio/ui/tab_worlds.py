@@ -6,7 +6,6 @@ the handler only turns its files and arrays into component updates.
 
 from __future__ import annotations
 
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ import numpy as np
 
 from mmstudio.checks import whole_number
 from mmstudio.errors import UserError
+from mmstudio.ui import downloads
 from mmstudio.worlds import motion, parse_any, shapes, sounds
 from mmstudio.worlds.media import DISPLAY_SCALE, upscale_nearest, write_mp4, write_wav
 
@@ -67,7 +67,7 @@ def render_worlds(seed: int, text: str = "", out_dir: str | Path | None = None) 
     if text and text.strip():
         name, attrs = parse_any(text)
         prompts[name] = attrs
-    out = Path(out_dir or tempfile.mkdtemp(prefix="mmstudio-worlds-"))
+    out = Path(out_dir) if out_dir else downloads.new_folder("worlds")
     out.mkdir(parents=True, exist_ok=True)
     view = WorldsView(seed)
     for i in range(N_SHAPES):
@@ -111,7 +111,7 @@ def build(manager: Any = None) -> None:
     """Create the tab's content inside the caller's ``gr.Tab("Worlds")``. ``manager`` is unused:
     the worlds need no model."""
     del manager
-    initial = render_worlds(0)
+    initial = render_worlds(0, out_dir=downloads.static_folder("worlds-0"))  # never swept
     gr.Markdown(INTRO)
     with gr.Row(equal_height=True):
         seed = gr.Number(value=0, precision=0, minimum=0, maximum=MAX_SEED, label="Seed", scale=1)
