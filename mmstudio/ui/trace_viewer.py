@@ -7,12 +7,12 @@ writes the GIF and MP4 of a finished run when someone asks for them (not on ever
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import gradio as gr
+
+from mmstudio.ui import downloads
 
 PANEL_HEIGHT = 224
 
@@ -66,9 +66,10 @@ def step_sentence(index: int, total: int, timestep: float, alpha_bar: float) -> 
     return (f"step {index} of {total}, t = {timestep:.0f}, signal share ab = {alpha_bar:.3f}")
 
 
-def trace_files(trace: Any, prefix: str = "mmstudio-trace-") -> tuple[str, str]:
-    """The GIF and MP4 of a finished trace, written now (on request, not with every run)."""
+def trace_files(trace: Any, prefix: str = "trace") -> tuple[str, str]:
+    """The GIF and MP4 of a finished trace, written now (on request, not with every run), in the
+    bounded downloads folder."""
     if trace is None or not len(trace):
         raise gr.Error("Generate first; then the run downloads as GIF and MP4.")
-    folder = Path(tempfile.mkdtemp(prefix=prefix))
+    folder = downloads.new_folder(prefix)
     return str(trace.write_gif(folder / "trace.gif")), str(trace.write_mp4(folder / "trace.mp4"))
