@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from mmstudio.cli import main
@@ -65,3 +66,32 @@ def test_as_a_subprocess(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     record = json.loads(done.stdout)[0]
     assert record["model"] == "shapes-vqgan" and record["compression"] > 40
+
+
+def test_many_images_run_in_batches(tmp_path: Path, capsys) -> None:
+    """150 images (more than one forward pass holds), one of them broken: every good one is
+    tokenized exactly as it is alone, in order."""
+    from mmstudio.worlds import shapes
+    from mmstudio.worlds.datasets import eval_set
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    paths = []
+    for i, item in enumerate(eval_set(shapes, 150)):
+        paths.append(folder / f"r{i:03d}.png")
+        Image.fromarray(item.sample).save(paths[-1])
+    paths[70].write_bytes(b"")  # a broken one in the middle of the second batch
+    code = main(["tokenize", "--model", "shapes-vqvae", *map(str, paths), "--out",
+                 str(tmp_path / "out"), "--json"])
+    captured = capsys.readouterr()
+    assert code == 2 and "r070.png is empty" in captured.err
+    records = json.loads(captured.out)
+    assert [Path(r["image"]).name for r in records] == [p.name for k, p in enumerate(paths)
+                                                         if k != 70]
+    for k in (0, 69, 71, 149):
+        assert main(["tokenize", "--model", "shapes-vqvae", str(paths[k]), "--out",
+                     str(tmp_path / "alone"), "--json"]) == 0
+        alone = json.loads(capsys.readouterr().out)[0]
+        batched = next(r for r in records if r["image"] == str(paths[k]))
+        assert alone["tokens"] == batched["tokens"]
+        assert alone["psnr_db"] == pytest.approx(batched["psnr_db"], abs=0.05)

@@ -70,10 +70,10 @@ def run(args: argparse.Namespace) -> int:
         return bench(args.model, args.json)
     sources = list(args.images) + render_captions(args.render, args.seed)
     names = list(args.images) + [f"render: {c}" for c in args.render]
-    texts = align.check_texts(args.texts)
-    align.prepare_images(sources, 32)  # input errors before the model loads
+    texts = align.check_texts(args.texts, limit=None)  # any number: embedded in batches
+    align.prepare_images(sources, 32, limit=None)  # input errors before the model loads
     clip = _clip(args.model, texts)
-    result = align.compare(clip, sources, texts)
+    result = align.compare_many(clip, sources, texts)
     if args.json:
         print(json.dumps({"model": clip.model_id, "images": names, **result.sim.to_dict(),
                           "notes": result.notes}, indent=2))

@@ -1,8 +1,9 @@
 """`python -m mmstudio tokenize --model ID IMAGE... --out DIR [--json]`: images -> token grids.
 
-For each image: convert it to the model's input (RGB, square, its resolution; the notes say what
-was done), tokenize, decode, write ``DIR/<name>.recon.png`` (the reconstruction at the model's
-resolution) and print the token grid (a list of lists), the PSNR and the codebook usage.
+For each image (any number; they run 64 per forward pass): convert it to the model's input (RGB,
+square, its resolution; the notes say what was done), tokenize, decode, write
+``DIR/<name>.recon.png`` (the reconstruction at the model's resolution) and print the token grid
+(a list of lists), the PSNR and the codebook usage.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from mmstudio.manager import ModelManager
-    from mmstudio.pipelines.tokenize import tokenize_image
+    from mmstudio.pipelines.tokenize import tokenize_images
     from mmstudio.worlds.media import write_png
 
     manager = ModelManager()
@@ -45,15 +46,13 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--out {args.out} exists and is not a folder")
     args.out.mkdir(parents=True, exist_ok=True)
     records, failed = [], 0
-    with manager.use(model_id) as loaded:
-        vq = loaded["vq"]
-        for name in args.images:
-            path = Path(name)
-            try:
-                result = tokenize_image(vq, path, model_id, spec.resolution)
-            except UserError as exc:
+    paths = [Path(name) for name in args.images]
+    with manager.use(model_id) as loaded:  # any number of images, BATCH per forward pass
+        results = tokenize_images(loaded["vq"], paths, model_id, spec.resolution)
+        for path, result in zip(paths, results, strict=True):
+            if isinstance(result, UserError):
                 failed += 1
-                print(f"error: {path}: {exc}", file=sys.stderr)
+                print(f"error: {path}: {result}", file=sys.stderr)
                 continue
             out = write_png(result.reconstruction, args.out / f"{path.stem}.recon.png")
             record = {"image": str(path), "reconstruction": str(out), **result.to_dict(),

@@ -42,10 +42,11 @@ ImageSource = str | Path | np.ndarray | Image.Image
 
 
 # ------------------------------------------------------------------------------------ validation
-def check_texts(texts: Sequence[str]) -> list[str]:
+def check_texts(texts: Sequence[str], limit: int | None = MAX_TEXTS) -> list[str]:
     """Stripped, non-empty texts within the limits; a clear ``UserError`` otherwise.
 
     Checked before any tokenizing, so 500 texts or a 10,000-character text answer at once.
+    ``limit=None``: any number of texts (a command-line batch, see ``compare_many``).
     """
     if isinstance(texts, str):
         texts = texts.splitlines()
@@ -53,8 +54,8 @@ def check_texts(texts: Sequence[str]) -> list[str]:
     cleaned = [t for t in cleaned if t]
     if not cleaned:
         raise UserError("no texts given: write at least one text (one per line)")
-    if len(cleaned) > MAX_TEXTS:
-        raise UserError(f"{len(cleaned)} texts given; at most {MAX_TEXTS} are compared at once")
+    if limit is not None and len(cleaned) > limit:
+        raise UserError(f"{len(cleaned)} texts given; at most {limit} are compared at once")
     for i, text in enumerate(cleaned, 1):
         if len(text) > MAX_TEXT_CHARS:
             raise UserError(f"text {i} has {len(text):,} characters; at most {MAX_TEXT_CHARS} "
@@ -62,14 +63,16 @@ def check_texts(texts: Sequence[str]) -> list[str]:
     return cleaned
 
 
-def prepare_images(sources: Sequence[ImageSource], size: int) -> list[PreparedImage]:
-    """Every source through ``prepare_image`` at the model's resolution; errors name the image."""
+def prepare_images(sources: Sequence[ImageSource], size: int,
+                   limit: int | None = MAX_IMAGES) -> list[PreparedImage]:
+    """Every source through ``prepare_image`` at the model's resolution; errors name the image.
+    ``limit=None``: any number of images."""
     sources = list(sources or [])
     if not sources:
         raise UserError("no images given: upload images, pick an example or render some from "
                         "captions")
-    if len(sources) > MAX_IMAGES:
-        raise UserError(f"{len(sources)} images given; at most {MAX_IMAGES} are compared at once")
+    if limit is not None and len(sources) > limit:
+        raise UserError(f"{len(sources)} images given; at most {limit} are compared at once")
     prepared = []
     for i, source in enumerate(sources, 1):
         try:
@@ -387,14 +390,30 @@ class Comparison:
 
 def compare(clip: ClipModel, sources: Sequence[ImageSource], texts: Sequence[str],
             cache: EmbeddingCache | None = None) -> Comparison:
-    """Validate, embed (with the cache), compare and map one set of images and texts.
+    """Validate, embed (with the cache), compare and map one set of images and texts (at most
+    ``MAX_IMAGES`` x ``MAX_TEXTS``: one interactive comparison).
 
     On the map each image is joined to the text it matches best.
     """
-    texts = check_texts(texts)
-    images = prepare_images(sources, clip.resolution)
-    image_emb = embed_images(clip, images, cache)
-    text_emb = embed_texts(clip, texts, cache)
+    return _compare(clip, sources, texts, cache, MAX_IMAGES, MAX_TEXTS)
+
+
+def compare_many(clip: ClipModel, sources: Sequence[ImageSource], texts: Sequence[str],
+                 cache: EmbeddingCache | None = None, batch: int = MAX_IMAGES) -> Comparison:
+    """``compare`` for any number of images and texts (a command-line batch): embeddings are
+    computed ``batch`` at a time, the matrices cover everything."""
+    return _compare(clip, sources, texts, cache, None, None, batch)
+
+
+def _compare(clip: ClipModel, sources: Sequence[ImageSource], texts: Sequence[str],
+             cache: EmbeddingCache | None, max_images: int | None, max_texts: int | None,
+             batch: int = MAX_IMAGES) -> Comparison:
+    texts = check_texts(texts, max_texts)
+    images = prepare_images(sources, clip.resolution, max_images)
+    image_emb = torch.cat([embed_images(clip, images[k: k + batch], cache)
+                           for k in range(0, len(images), batch)])  # (N, D)
+    text_emb = torch.cat([embed_texts(clip, texts[k: k + batch], cache)
+                          for k in range(0, len(texts), batch)])  # (M, D)
     sim = similarity(image_emb, text_emb, clip.logit_scale, texts, clip.logit_bias)
     notes = []
     for i, image in enumerate(images, 1):

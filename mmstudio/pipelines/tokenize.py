@@ -18,6 +18,7 @@ Nothing here imports gradio: the UI, the CLI and the tests call these functions.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -277,6 +278,37 @@ def tokenize_image(
     info = vq_info(vq, resolution)
     prepared = prepare_image(source, info.resolution)
     return tokenize_array(vq, prepared.array, model_id, info, prepared.notes)
+
+
+BATCH = 64  # images per encode/decode pass of a batch
+
+
+def tokenize_images(
+    vq: torch.nn.Module, sources: list[Any], model_id: str = "", resolution: int | None = None,
+    batch: int = BATCH,
+) -> Iterator[TokenizeResult | UserError]:
+    """``tokenize_image`` for any number of images, ``batch`` per encode and decode pass: one
+    result per source, in order, or the ``UserError`` saying why that source was refused (the
+    others still go through)."""
+    from mmstudio.images import prepare_image
+
+    info = vq_info(vq, resolution)
+    for begin in range(0, len(sources), batch):
+        prepared: list[Any] = []
+        for source in sources[begin: begin + batch]:
+            try:
+                prepared.append(prepare_image(source, info.resolution))
+            except UserError as exc:
+                prepared.append(exc)
+        good = [p for p in prepared if not isinstance(p, UserError)]
+        if good:
+            images = np.stack([p.array for p in good])  # (B, H, W, 3)
+            indices = encode_indices(vq, images)
+            reconstructions = decode_indices(vq, indices)
+            results = iter([TokenizeResult(model_id, info, p.array, i, r, list(p.notes))
+                            for p, i, r in zip(good, indices, reconstructions, strict=True)])
+        for item in prepared:
+            yield item if isinstance(item, UserError) else next(results)
 
 
 def redecode(vq: torch.nn.Module, result: TokenizeResult, indices: np.ndarray) -> TokenizeResult:
