@@ -14,6 +14,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ("eval", "mmstudio.evaluation", "measure an embedded model against its targets"),
     ):
         parser = subparsers.add_parser(name, help=text, add_help=False)
+        # its own -h: `train --help` lists the models; `train ID --help` goes to ID's parser
+        parser.add_argument("-h", "--help", action="store_true", dest="show_help")
         parser.add_argument("model_id", nargs="?")
         parser.add_argument("options", nargs=argparse.REMAINDER)
         parser.set_defaults(func=_dispatch, registry=registry, verb=name)
@@ -22,7 +24,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _dispatch(args: argparse.Namespace) -> int:
     package = importlib.import_module(args.registry)
     table: dict[str, str] = getattr(package, "TRAINERS" if args.verb == "train" else "EVALUATORS")
-    if not args.model_id or args.model_id in ("-h", "--help"):
+    if args.show_help or not args.model_id:
         print(f"usage: python -m mmstudio {args.verb} MODEL_ID [options]\n"
               f"models: {', '.join(table)}; `{args.verb} MODEL_ID --help` lists the options")
         return 0
