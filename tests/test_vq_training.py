@@ -15,6 +15,7 @@ from safetensors.torch import load_file
 from mmstudio.errors import UserError
 from mmstudio.pipelines import tokenize as tk
 from mmstudio.training import vq as training
+from mmstudio.training.checkpoint import checkpoint_file
 from mmstudio.worlds import shapes
 from mmstudio.worlds.datasets import eval_set
 
@@ -97,8 +98,8 @@ def test_vqgan_fine_tune_from_the_vqvae(tmp_path: Path, renders: np.ndarray) -> 
     assert summary["adversarial"]["loss"] == "hinge" and summary["init"] == str(base_folder)
     assert {"g", "w", "d", "edge"} <= set(summary["final_train_stats"])
     checkpoint = tmp_path / "gan" / "run" / "checkpoint"
-    assert (checkpoint / "disc.safetensors").is_file()
-    assert "net.0.weight" in load_file(checkpoint / "disc.safetensors")
+    assert checkpoint_file(checkpoint, "disc").is_file()
+    assert "net.0.weight" in load_file(checkpoint_file(checkpoint, "disc"))
     folder = training.export(vq, summary, tmp_path / "gan" / "out")
     config = json.loads((folder / "config.json").read_text())
     assert config["num_vq_embeddings"] == 512 and config["block_out_channels"] == [8, 8, 16]

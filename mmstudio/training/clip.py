@@ -11,7 +11,8 @@ multi-positive target, uniform over every image-caption pair whose named attribu
 thread by default, logs step, loss, in-batch accuracy, it/s and ETA, writes a resumable checkpoint
 (``training/checkpoint.py``) every ``--save-every`` seconds under ``runs/shapes-clip/``, and exports
 the open_clip ``local-dir:`` folder (``open_clip_config.json`` + fp16
-``open_clip_model.safetensors``) to ``--out`` at the end.
+``open_clip_model.safetensors``) to ``--out`` at the end (default ``runs/shapes-clip/export``: a
+run never writes into the shipped ``assets/models/shapes-clip`` unless asked).
 """
 
 from __future__ import annotations
@@ -30,7 +31,12 @@ import torch.nn.functional as F
 
 from mmstudio.config import REPO_ROOT
 from mmstudio.errors import UserError
-from mmstudio.training.checkpoint import Every, load_checkpoint, save_checkpoint
+from mmstudio.training.checkpoint import (
+    Every,
+    load_checkpoint,
+    require_checkpoint,
+    save_checkpoint,
+)
 from mmstudio.worlds import shapes
 from mmstudio.worlds.datasets import WorldSampler
 
@@ -51,7 +57,6 @@ MODEL_CFG: dict[str, Any] = {
 MEAN = (0.5, 0.5, 0.5)
 STD = (0.5, 0.5, 0.5)
 RUN_DIR = REPO_ROOT / "runs" / "shapes-clip"
-OUT_DIR = REPO_ROOT / "assets" / "models" / "shapes-clip"
 
 
 def build_model(model_cfg: dict[str, Any] | None = None) -> torch.nn.Module:
@@ -192,7 +197,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--run", type=Path, default=RUN_DIR, help="run folder (checkpoints)")
-    p.add_argument("--out", type=Path, default=OUT_DIR, help="exported open_clip folder")
+    p.add_argument("--out", type=Path, default=None,
+                   help="exported open_clip folder (default RUN/export; the shipped model is "
+                        "assets/models/shapes-clip)")
     p.add_argument("--resume", action="store_true", help="continue from RUN/checkpoint")
     p.add_argument("--export-only", action="store_true",
                    help="with --resume: export the checkpoint to --out without training")
@@ -211,13 +218,11 @@ def train(args: argparse.Namespace) -> torch.nn.Module:
     ckpt = Path(args.run) / "checkpoint"
     start = 0
     if args.resume:
+        require_checkpoint(ckpt)
         state = load_checkpoint(ckpt, {"model": model}, {"adamw": optimizer})
-        if state is not None:
-            start = int(state["step"])
-            torch.set_rng_state(torch.tensor(state["torch_rng"], dtype=torch.uint8))
-            log.info("resumed from %s at step %d", ckpt, start)
-        else:
-            log.info("no checkpoint in %s; starting from scratch", ckpt)
+        start = int(state["step"])
+        torch.set_rng_state(torch.tensor(state["torch_rng"], dtype=torch.uint8))
+        log.info("resumed from %s at step %d", ckpt, start)
     save_timer = Every(args.save_every)
 
     def checkpoint(step: int) -> None:
@@ -268,6 +273,9 @@ def train(args: argparse.Namespace) -> torch.nn.Module:
 def main(model_id: str, argv: list[str]) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", force=True)
     args = parse_args(argv)
+    args.out = args.out or Path(args.run) / "export"
+    if args.resume:
+        require_checkpoint(Path(args.run) / "checkpoint")  # before building anything
     model = train(args)
     folder = export(model.eval(), args.out)
     log.info("exported %s (%.2f MB)", folder,

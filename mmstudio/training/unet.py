@@ -8,8 +8,9 @@ is the per-token states of the frozen ``shapes-clip`` text tower, as Stable Diff
     python -m mmstudio train shapes-unet --steps 20000 [--resume]
 
 Resumable: a checkpoint is written to ``--run`` every ``--save-minutes``; ``--resume`` continues
-from it. The final folder (unet/ in fp16 safetensors, scheduler/, text_encoder.json) is written to
-``--out``.
+from it. The model folder (unet/ in fp16 safetensors, scheduler/, text_encoder.json) is written to
+``--out`` at every checkpoint, by default ``RUN/export``: a run never writes into the shipped
+``assets/models/shapes-unet`` unless asked.
 """
 
 from __future__ import annotations
@@ -27,7 +28,12 @@ import torch
 
 from mmstudio.config import Settings
 from mmstudio.pipelines.denoise import with_coordinates
-from mmstudio.training.checkpoint import Every, load_checkpoint, save_checkpoint
+from mmstudio.training.checkpoint import (
+    Every,
+    load_checkpoint,
+    require_checkpoint,
+    save_checkpoint,
+)
 
 log = logging.getLogger("mmstudio.train.unet")
 
@@ -126,14 +132,20 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="Min-SNR gamma of the loss weighting; 0: the plain v-loss")
     parser.add_argument("--clip", default="shapes-clip", help="catalog id of the text encoder")
     parser.add_argument("--run", type=Path, default=Path("runs/shapes-unet"))
-    parser.add_argument("--out", type=Path, default=settings.models_dir / "shapes-unet")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="export folder, written at every checkpoint (default RUN/export; "
+                        f"the shipped model is {settings.models_dir / 'shapes-unet'})")
     parser.add_argument("--save-minutes", type=float, default=3.0)
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--init-from", type=Path, default=None,
                         help="start from an exported shapes-unet folder (weights only, e.g. the "
                         "shipped model, when the run folder with optimizer state is gone)")
     parser.add_argument("--device", default="cpu")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    args.out = args.out or args.run / "export"
+    if args.resume:
+        require_checkpoint(args.run / "checkpoint")  # before anything loads
+    return args
 
 
 def main(model_id: str, argv: list[str]) -> int:
@@ -175,10 +187,10 @@ def main(model_id: str, argv: list[str]) -> int:
     if args.resume:
         state = load_checkpoint(args.run / "checkpoint", {"unet": unet, "ema": ema},
                                 {"adamw": optimizer})
-        if state is not None:
-            start_step = state["step"]
-            cycle_start = int(state.get("cycle_start", 0))
-            log.info("resumed from step %d", start_step)
+        assert state is not None  # parse_args checked that there is one
+        start_step = state["step"]
+        cycle_start = int(state.get("cycle_start", 0))
+        log.info("resumed from step %d", start_step)
     sampler = WorldSampler("shapes", seed=args.seed * 1_000_003 + start_step,
                            p_shorten=args.p_shorten, p_empty=args.p_empty, split="train")
     generator = torch.Generator().manual_seed(args.seed * 7919 + start_step)

@@ -31,7 +31,8 @@ of step ``s`` is rendered from its own seed, so a resumed run sees the same data
 bar and a log (``RUN/train.log``), a resumable checkpoint every ``--save-every`` seconds under
 ``runs/<id>/``, and at the end the ``save_pretrained`` folder (safetensors) plus
 ``training.json`` (settings, time, and the command of every resumed part) in ``--out`` (default
-``assets/models/<id>``). ``torch.compile`` makes a step about 4x faster on a CPU.
+``runs/<id>/export``: a run never writes into the shipped ``assets/models/<id>`` unless asked).
+``torch.compile`` makes a step about 4x faster on a CPU.
 """
 
 from __future__ import annotations
@@ -58,7 +59,12 @@ from mmstudio.models.patch_discriminator import (
     hinge_g_loss,
 )
 from mmstudio.pipelines.tokenize import codebook_usage, psnr, sobel_magnitude
-from mmstudio.training.checkpoint import Every, load_checkpoint, save_checkpoint
+from mmstudio.training.checkpoint import (
+    Every,
+    load_checkpoint,
+    require_checkpoint,
+    save_checkpoint,
+)
 from mmstudio.worlds import shapes
 from mmstudio.worlds.datasets import WorldSampler, eval_set
 
@@ -251,7 +257,7 @@ def default_args(model_id: str) -> dict[str, Any]:
         "disc_start": 200 if gan else 0,
         "disc_lr": 2e-4,
         "run": REPO_ROOT / "runs" / model_id,
-        "out": REPO_ROOT / "assets" / "models" / model_id,
+        "out": None,  # RUN/export: never the shipped assets unless asked
     }
 
 
@@ -291,7 +297,9 @@ def parse_args(model_id: str, argv: list[str]) -> argparse.Namespace:
     p.add_argument("--edge-weight", type=float, default=d["edge_weight"],
                    help="weight of the Sobel edge loss")
     p.add_argument("--run", type=Path, default=d["run"], help="run folder: checkpoint and log")
-    p.add_argument("--out", type=Path, default=d["out"], help="exported VQModel folder")
+    p.add_argument("--out", type=Path, default=d["out"],
+                   help="exported VQModel folder (default RUN/export; the shipped model is "
+                        f"assets/models/{model_id})")
     p.add_argument("--resume", action="store_true", help="continue from RUN/checkpoint")
     p.add_argument("--save-every", type=float, default=180.0, help="seconds between checkpoints")
     p.add_argument("--log-every", type=int, default=25)
@@ -306,6 +314,9 @@ def parse_args(model_id: str, argv: list[str]) -> argparse.Namespace:
     args = p.parse_args(argv)
     args.model_id = model_id
     args.command = " ".join(["python -m mmstudio train", model_id, *argv])
+    args.out = args.out or Path(args.run) / "export"
+    if args.resume:
+        require_checkpoint(Path(args.run) / "checkpoint")
     try:
         args.block_out_channels = [int(c) for c in args.channels.split(",")]
     except ValueError:
@@ -363,8 +374,6 @@ def train(args: argparse.Namespace) -> tuple[torch.nn.Module, dict[str, Any]]:
         torch.set_rng_state(torch.tensor(state["torch_rng"], dtype=torch.uint8))
         log.info("resumed from %s at step %d", ckpt, start)
     else:
-        if args.resume:
-            log.info("no checkpoint in %s; starting from scratch", ckpt)
         if not args.init:
             init_codebook_from_data(vq, batch_for_step(args.seed + 999_983, 0, 256),
                                     np.random.default_rng([args.seed, 7]))
