@@ -73,6 +73,14 @@ class Server:
             pass
         return 0
 
+    def cpu_seconds(self) -> float:
+        """CPU time the server process has used (user + system), seconds."""
+        try:
+            fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, ValueError, IndexError):
+            return 0.0
+
     def temp_usage(self) -> tuple[int, int]:
         """(bytes, files) under gradio's temp folder."""
         total = files = 0
@@ -236,6 +244,8 @@ class Phase:
     rss_max: int = 0
     temp_bytes: int = 0
     temp_files: int = 0
+    server_cpu_s: float = 0.0  # CPU time the server used during the phase
+    load_average: float = 0.0  # the machine's 1-minute load at the end (other work included)
 
     @property
     def done(self) -> list[Outcome]:
@@ -257,7 +267,11 @@ def run_alone(server: Server, pool: list[Request]) -> dict[str, Any]:
     client = make_client(server)
     references = {}
     for request in pool:
-        references[request.name] = fingerprint(request, send(client, request))
+        try:
+            references[request.name] = fingerprint(request, send(client, request))
+        except Exception as exc:  # noqa: BLE001 - the bench needs every reference
+            raise UserError(f"{request.name} failed alone ({type(exc).__name__}: {exc}); the "
+                            f"server's log ends:\n{server.log.read_text()[-3000:]}") from exc
     return references
 
 
@@ -290,6 +304,7 @@ def lone_request_cost(server: Server, request: Request, runs: int = 5) -> dict[s
 def run_phase(server: Server, pool: list[Request], references: dict[str, Any], clients: int,
               seconds: float, warmup: float, tolerance: int) -> Phase:
     phase = Phase(clients, 0.0)
+    cpu_start = server.cpu_seconds()
     lock = threading.Lock()
     start = time.monotonic()
     end = start + seconds
@@ -334,6 +349,9 @@ def run_phase(server: Server, pool: list[Request], references: dict[str, Any], c
     for thread in threads:
         thread.join()
     phase.seconds = time.monotonic() - start
+    phase.server_cpu_s = server.cpu_seconds() - cpu_start
+    with contextlib.suppress(OSError):
+        phase.load_average = float(Path("/proc/loadavg").read_text().split()[0])
     stop_sampling.set()
     sampler.join()
     phase.rss_end = server.rss()
@@ -384,6 +402,8 @@ def summarize(phase: Phase, baseline: float, steps: int) -> dict[str, Any]:
         "rss_growth": round(phase.rss_end / phase.rss_after_warmup - 1, 4)
         if phase.rss_after_warmup else None,
         "temp_dir_mb": round(phase.temp_bytes / 2**20, 2), "temp_dir_files": phase.temp_files,
+        "server_cores_used": round(phase.server_cpu_s / phase.seconds, 2) if phase.seconds else 0,
+        "machine_cores": os.cpu_count(), "load_average_1min": phase.load_average,
         "endpoints": endpoints,
     }
 
@@ -462,5 +482,8 @@ def print_load(figures: dict[str, Any]) -> None:
               f"{phase['rss_end_mb']} MB at the end "
               f"({'n/a' if growth is None else f'{growth:+.1%}'}), max {phase['rss_max_mb']} MB; "
               f"gradio temp folder {phase['temp_dir_mb']} MB in {phase['temp_dir_files']} files")
+        print(f"  server CPU: {phase['server_cores_used']:.2f} of {phase['machine_cores']} cores "
+              f"on average; machine load average {phase['load_average_1min']:.1f} at the end "
+              f"(other processes included)")
     print(f"\n{figures['requests_total']} requests in all; gradio temp folder at the end: "
           f"{figures['temp_dir_mb_end']} MB in {figures['temp_dir_files_end']} files")
