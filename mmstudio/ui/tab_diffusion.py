@@ -9,8 +9,14 @@ import numpy as np
 
 from mmstudio.checks import whole_number
 from mmstudio.manager import ModelManager
-from mmstudio.ui import downloads
 from mmstudio.ui.common import explain, model_work, unknown_words_note, upscale, user_errors
+from mmstudio.ui.trace_viewer import (
+    BATCHED_RUNS,
+    step_panel,
+    step_sentence,
+    stream_run,
+    trace_files,
+)
 
 EXPLAIN = """
 **What you are seeing.** A diffusion model starts from pure noise and removes a little of it at
@@ -30,9 +36,6 @@ DEFAULT_PROMPT = "a large red circle in the top left on a navy background"
 FORWARD_CAPTION = "a large yellow triangle in the center on a darkgreen background"
 DISPLAY = 224
 FORWARD_T = 400
-# Runs at once: they share forward passes (``pipelines.batching``), so this bounds the batch
-# size, not the CPU work (a queue limit of 4 would cap the batches at 4 runs).
-BATCHED_RUNS = 32
 
 
 def _model_choices(manager: ModelManager) -> list[tuple[str, str]]:
@@ -45,20 +48,6 @@ def _model_choices(manager: ModelManager) -> list[tuple[str, str]]:
 
 def _show(image: np.ndarray) -> np.ndarray:
     return upscale(image, DISPLAY)
-
-
-def _panel(label: str, elem_id: str, buttons: tuple[str, ...] = ()) -> gr.Image:
-    """A step panel. Images are sent at the model's size and the browser enlarges them
-    (``mm-fill``, crisp pixels with ``mm-pixelated``): streaming a 32 px model costs three tiny
-    PNGs per step instead of three 224 px ones (``bench denoise`` measures the overhead).
-    The caption sits above the image: a label badge would cover its top-left corner, which is
-    where "in the top left" puts the object; for the same reason the step panels carry no
-    buttons over their top-right corner (the trace downloads as GIF, MP4 and a grid below)."""
-    with gr.Column(min_width=160):
-        gr.Markdown(f"**{label}**", elem_classes=["mm-caption"])
-        return gr.Image(label=label, show_label=False, interactive=False, height=DISPLAY,
-                        buttons=list(buttons), elem_id=elem_id,
-                        elem_classes=["mm-pixelated", "mm-fill"], format="png")
 
 
 def build(manager: ModelManager) -> None:
@@ -85,10 +74,10 @@ def build(manager: ModelManager) -> None:
         go = gr.Button("Generate", variant="primary", scale=1)
         stop = gr.Button("Stop", variant="stop", scale=1, min_width=80, elem_id="diffusion-stop")
     with gr.Row(equal_height=True):
-        x_t_view = _panel("x_t (model input)", "diffusion-xt")
-        x0_view = _panel("predicted x0", "diffusion-x0")
-        eps_view = _panel("predicted noise", "diffusion-eps")
-        final_view = _panel("result", "diffusion-result", buttons=("download",))
+        x_t_view = step_panel("x_t (model input)", "diffusion-xt")
+        x0_view = step_panel("predicted x0", "diffusion-x0")
+        eps_view = step_panel("predicted noise", "diffusion-eps")
+        final_view = step_panel("result", "diffusion-result", buttons=("download",))
     status = gr.Markdown()
     step_slider = gr.Slider(1, 25, value=1, step=1, label="Step (scrub the finished run)",
                             interactive=False, elem_id="diffusion-step")
@@ -104,9 +93,7 @@ def build(manager: ModelManager) -> None:
 
     def generate(prompt_text: str, model_id: str, scheduler_name: str, n_steps: float,
                  scale: float, seed_value: float, progress: gr.Progress = gr.Progress()):
-        from mmstudio.pipelines.batching import batched
-        from mmstudio.pipelines.denoise import DenoiseResult, DenoiseSettings, denoise, denoiser_for
-        from mmstudio.pipelines.stream import UPDATE_INTERVAL, in_background
+        from mmstudio.pipelines.denoise import DenoiseSettings, denoiser_for
         from mmstudio.pipelines.trace import Trace, step_frames
 
         settings = DenoiseSettings((prompt_text or "",), steps=n_steps, guidance=scale,
@@ -115,20 +102,15 @@ def build(manager: ModelManager) -> None:
         progress(0, desc=f"loading {model_id}")
         with denoiser_for(manager, model_id) as denoiser:  # borrowed for the whole run
             trace = Trace()
-            result: DenoiseResult | None = None
-            for batch in in_background(denoise(batched(denoiser), settings), UPDATE_INTERVAL):
-                for item in batch:
-                    if isinstance(item, DenoiseResult):
-                        result = item
-                    else:
-                        trace.frames.append(step_frames(item, denoiser))
+            result = None
+            for result in stream_run(denoiser, settings,
+                                     lambda step: trace.frames.append(step_frames(step, denoiser)),
+                                     progress):
                 if result is None and trace.frames:
                     last = trace.frames[-1]
-                    progress(len(trace) / settings.steps,
-                             desc=f"step {len(trace)}/{settings.steps}")
                     yield (last.x_t, last.x0, last.eps, gr.skip(),
-                           f"step {len(trace)} of {settings.steps}, t = {last.timestep:.0f}, "
-                           f"signal share ab = {last.alpha_bar:.3f}",
+                           step_sentence(len(trace), settings.steps, last.timestep,
+                                         last.alpha_bar),
                            gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip())
             assert result is not None
             last = trace.frames[-1]
@@ -146,16 +128,13 @@ def build(manager: ModelManager) -> None:
             raise gr.Error("Generate an image first; then the slider scrubs through its steps.")
         frame = trace.frames[max(0, min(len(trace) - 1, int(index) - 1))]
         return (frame.x_t, frame.x0, frame.eps,
-                f"step {frame.index + 1} of {len(trace)}, t = {frame.timestep:.0f}, "
-                f"signal share ab = {frame.alpha_bar:.3f}")
+                step_sentence(frame.index + 1, len(trace), frame.timestep, frame.alpha_bar))
 
     @user_errors
     def trace_downloads(trace: Any):
         if trace is None or not len(trace):
             raise gr.Error("Generate an image first; then its steps show here and download.")
-        folder = downloads.new_folder("trace")
-        return (trace.grid(), str(trace.write_gif(folder / "trace.gif")),
-                str(trace.write_mp4(folder / "trace.mp4")))
+        return (trace.grid(), *trace_files(trace))
 
     generating = go.click(model_work(manager, generate),
                           [prompt, model, scheduler, steps, guidance, seed],
