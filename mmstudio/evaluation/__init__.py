@@ -12,4 +12,5 @@ EVALUATORS: dict[str, str] = {
     "shapes-clip": "mmstudio.evaluation.clip",
     "shapes-unet": "mmstudio.evaluation.unet",
     "shapes-vae": "mmstudio.evaluation.vae",
+    "shapes-dit": "mmstudio.evaluation.unet",
 }

@@ -1,4 +1,5 @@
-"""Measure ``shapes-unet`` with the shapes analyzer (WORLDS.md "Evaluation").
+"""Measure a text-to-image model of the shapes world (``shapes-unet``, ``shapes-dit``: any model the
+denoising loop runs, pixel or latent) with the shapes analyzer (WORLDS.md "Evaluation").
 
 - adherence: share of generated images whose analysed attributes equal every attribute of the
   full caption that prompted them, over ``--n`` prompts cycling through all combinations (held-out
@@ -26,8 +27,8 @@ TARGETS = {"adherence": 0.90, "adherence_held_out": 0.60, "positions_covered": 4
 DIVERSITY_CAPTION = "a red circle on a black background"
 
 
-def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m mmstudio eval shapes-unet")
+def parse_args(argv: list[str], model_id: str = "shapes-unet") -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog=f"python -m mmstudio eval {model_id}")
     parser.add_argument("--n", type=int, default=500)
     parser.add_argument("--steps", type=int, default=25)
     parser.add_argument("--guidance", type=float, default=None, help="default: the catalog's")
@@ -136,7 +137,8 @@ def card_table(metrics: dict[str, Any], training: dict[str, Any]) -> str:
     settings = (f"Measured after {training.get('step', '?')} training steps with "
                 f"{metrics['steps']} {metrics['scheduler']} steps, guidance "
                 f"{metrics['guidance']}, seed {metrics['seed']} "
-                f"(`python -m mmstudio eval shapes-unet --n {metrics['samples']} --write`).")
+                f"(`python -m mmstudio eval {metrics['model']} --n {metrics['samples']} "
+                f"--write`).")
     return "\n".join([CARD_START, settings, "", *rows, CARD_END])
 
 
@@ -164,7 +166,7 @@ def main(model_id: str, argv: list[str]) -> int:
 
     from mmstudio.manager import ModelManager
 
-    args = parse_args(argv)
+    args = parse_args(argv, model_id)
     if args.threads:
         torch.set_num_threads(args.threads)
     manager = ModelManager()
