@@ -23,8 +23,11 @@ def test_eval_writes_metrics_and_the_card_table(
     monkeypatch.setenv("MMSTUDIO_ASSETS", str(assets))
     argv = ["--n", "6", "--batch", "4", "--steps", "2", "--diversity-seeds", "3", "--write",
             "--json"]
-    assert unet_eval.main("shapes-unet", argv) == 0
+    # a random tiny model misses its targets: the figures are still written, and the exit code
+    # says so
+    assert unet_eval.main("shapes-unet", argv) == 1
     metrics = json.loads((folder / "metrics.json").read_text())
+    assert not all(metrics["passed"].values())
     from mmstudio.catalog import Catalog
     from mmstudio.config import Settings
 
@@ -38,3 +41,13 @@ def test_eval_writes_metrics_and_the_card_table(
     assert "old" not in card and "after 7 training steps" in card and card.endswith("end\n")
     out = capsys.readouterr().out
     assert "updated the figures" in out and json.loads(out[out.index("{"):])["samples"] == 6
+
+
+def test_exit_code_follows_the_targets() -> None:
+    met = {"adherence": 0.91, "adherence_held_out": 0.7, "positions_covered": 5,
+           "sizes_covered": 2}
+    assert all(unet_eval.passed(met).values())
+    for key, low in (("adherence", 0.899), ("adherence_held_out", 0.59),
+                     ("positions_covered", 3), ("sizes_covered", 1)):
+        assert unet_eval.passed({**met, key: low}) == {k: k != key for k in met}
+    assert not unet_eval.passed({**met, "adherence_held_out": None})["adherence_held_out"]

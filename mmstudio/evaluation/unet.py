@@ -9,6 +9,8 @@ denoising loop runs, pixel or latent) with the shapes analyzer (WORLDS.md "Evalu
   sizes ``--diversity-seeds`` seeds cover.
 
     python -m mmstudio eval shapes-unet [--n 500] [--steps 25] [--guidance G] [--write]
+
+Exit code 0 when every target is met, 1 when any is missed (as every evaluator).
 """
 
 from __future__ import annotations
@@ -193,4 +195,4 @@ def main(model_id: str, argv: list[str]) -> int:
               f"{metrics['positions_covered']}/5 positions, {metrics['sizes_covered']}/2 sizes")
         print(f"  {'all targets met' if all(metrics['passed'].values()) else 'targets missed: '}"
               + ", ".join(k for k, ok in metrics["passed"].items() if not ok))
-    return 0
+    return 0 if all(metrics["passed"].values()) else 1  # a missed target fails the command

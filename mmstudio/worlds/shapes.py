@@ -373,12 +373,14 @@ def classify_size(g: Geometry) -> str | None:
 
 
 def classify_position(g: Geometry) -> str | None:
-    """center within 3.5 px of (16, 16); a corner when at least 3.5 px from both centre lines."""
+    """WORLDS.md exactly: center = the object's centre within ``CENTER_TOLERANCE`` (3 px) of
+    (16, 16); a corner = in that quadrant at least ``CORNER_MARGIN`` (4 px) from both centre
+    lines; anywhere else (between the bands, or near one centre line only) undecided (None)."""
     cx, cy = g.center
     dx, dy = cx - CANVAS / 2, cy - CANVAS / 2
-    if dx * dx + dy * dy <= 3.5**2:
+    if dx * dx + dy * dy <= CENTER_TOLERANCE**2:
         return "center"
-    if abs(dx) >= 3.5 and abs(dy) >= 3.5:
+    if abs(dx) >= CORNER_MARGIN and abs(dy) >= CORNER_MARGIN:
         return f"{'top' if dy < 0 else 'bottom'} {'left' if dx < 0 else 'right'}"
     return None
 
