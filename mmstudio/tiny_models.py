@@ -156,14 +156,29 @@ def make_stable_diffusion(folder: Path) -> Path:
 
 
 def install_in_hub_cache(folder: Path, repo_id: str, cache_dir: Path) -> Path:
-    """Move ``folder`` into ``cache_dir`` as the hub would store ``repo_id`` at revision main."""
+    """Move ``folder`` into ``cache_dir`` as the hub would store ``repo_id``: at the commit the
+    catalog pins for that repo (``revision``), or at revision main (a stand-in commit)."""
+    commit = pinned_revision(repo_id) or FAKE_COMMIT
     repo = cache_dir / ("models--" + repo_id.replace("/", "--"))
     (repo / "refs").mkdir(parents=True, exist_ok=True)
-    (repo / "refs" / "main").write_text(FAKE_COMMIT)
-    snapshot = repo / "snapshots" / FAKE_COMMIT
+    (repo / "refs" / "main").write_text(commit)
+    snapshot = repo / "snapshots" / commit
     snapshot.parent.mkdir(parents=True, exist_ok=True)
     folder.rename(snapshot)
     return snapshot
+
+
+def pinned_revision(repo_id: str) -> str | None:
+    """The commit hash ``catalog/models.toml`` pins for ``repo_id``, if it pins one."""
+    import re
+    import tomllib
+
+    toml = Path(__file__).resolve().parent / "catalog" / "models.toml"
+    for entry in tomllib.loads(toml.read_text())["model"]:
+        revision = entry.get("revision", "main")
+        if entry.get("repo") == repo_id and re.fullmatch(r"[0-9a-f]{40}", revision):
+            return revision
+    return None
 
 
 def make_pixel_unet(folder: Path, text_encoder_id: str, cross_attention_dim: int = 32) -> Path:

@@ -229,3 +229,13 @@ def test_nothing_below_the_ui_imports_gradio() -> None:
                             timeout=300, cwd=Path(__file__).resolve().parent.parent)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "False"
+
+
+def test_hub_revisions_are_main_or_pinned_commits(offline_settings: Settings) -> None:
+    import re
+
+    hub = [spec for spec in Catalog.load(offline_settings) if spec.source == "hub"]
+    pinned = {spec.id for spec in hub if re.fullmatch(r"[0-9a-f]{40}", spec.revision)}
+    assert all(spec.revision == "main" or spec.id in pinned for spec in hub)
+    assert {"stabilityai/sd-turbo", "open_clip:ViT-B-32/laion2b_s34b_b79k",
+            "amused/amused-256:vqvae"} <= pinned
