@@ -137,6 +137,10 @@ def card_table(metrics: dict[str, Any]) -> str:
         shown = f"{value:.4f}" if isinstance(value, float) else str(value)
         mark = f">= {target:.2f} ({'met' if value >= target else 'MISSED'})" if target else ""
         rows.append(f"| {key} | {shown} | {mark} |")
+    if metrics.get("train_overlap"):
+        from mmstudio.evaluation.overlap import sentence
+
+        rows += ["", sentence(metrics["train_overlap"])]
     return "\n".join(rows)
 
 
@@ -177,6 +181,10 @@ def main(model_id: str, argv: list[str]) -> int:
         from mmstudio.config import Settings
         from mmstudio.manager import ModelManager
 
+        if args.folder is None:  # the shipped model: its training stream is recorded
+            from mmstudio.evaluation.overlap import for_model
+
+            report.metrics["train_overlap"] = for_model(model_id, args.n, args.seed)
         settings = Settings.from_env()
         spec = ModelManager(settings).catalog.get(model_id)
         target = Path(args.folder) if args.folder else settings.assets / spec.path

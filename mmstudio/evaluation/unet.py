@@ -141,6 +141,11 @@ def card_table(metrics: dict[str, Any], training: dict[str, Any]) -> str:
                 f"{metrics['guidance']}, seed {metrics['seed']} "
                 f"(`python -m mmstudio eval {metrics['model']} --n {metrics['samples']} "
                 f"--write`).")
+    overlap = metrics.get("train_overlap")
+    if overlap:
+        from mmstudio.evaluation.overlap import sentence
+
+        rows += ["", sentence(overlap)]
     return "\n".join([CARD_START, settings, "", *rows, CARD_END])
 
 
@@ -175,6 +180,9 @@ def main(model_id: str, argv: list[str]) -> int:
     metrics = evaluate(manager, model_id, args)
     metrics["passed"] = passed(metrics)
     if args.write:
+        from mmstudio.evaluation.overlap import for_model
+
+        metrics["train_overlap"] = for_model(model_id, args.n, args.seed + 20_240)
         folder = manager.catalog.resolve(model_id)
         Path(folder, "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
         if update_card(Path(folder), metrics):

@@ -43,6 +43,7 @@ import numpy as np
 import torch
 
 from mmstudio.errors import UserError
+from mmstudio.evaluation.overlap import sentence
 from mmstudio.pipelines.tokenize import (
     codebook_usage,
     decode_indices,
@@ -270,6 +271,8 @@ def model_card(model_id: str, metrics: dict[str, Any], training: dict[str, Any],
             "initialised from encoder outputs, with dead-code restarts every "
             f"{training.get('codebook', {}).get('dead_code_restart_every')} steps."
         )
+    overlap_text = (sentence(metrics["train_overlap"]) if metrics.get("train_overlap") else
+                    "Overlap with training: not measured for this folder.")
     return _reflow(f"""# {model_id}
 
 A diffusers `VQModel` that turns a 32 x 32 RGB image of the shapes world (`WORLDS.md`) into an
@@ -322,6 +325,8 @@ within the edited 4 x 4 cell dilated by {loc['margin_px']} px (the token's 12 x 
 every changed pixel, {loc['all_share']:.1%} lies within one cell: the decoder's group norms spread
 small shifts over the whole image. {loc['edits_without_visible_change']} of the edits changed
 nothing visibly (the new code was a near-synonym of the old one).
+
+{overlap_text}
 
 Targets: {', '.join(f"{k}: {'met' if v else 'MISSED'}" for k, v in checks.items())}.
 """)
@@ -383,7 +388,10 @@ def main(model_id: str, argv: list[str]) -> int:
             print(f"  target {check}: {'met' if ok else 'MISSED'}")
     if args.write:
         from mmstudio.config import Settings
+        from mmstudio.evaluation.overlap import for_model
 
+        if args.folder is None:  # the shipped model: its training stream is recorded
+            metrics["train_overlap"] = for_model(model_id, args.n, args.seed)
         settings = Settings.from_env()
         folder = Path(args.folder) if args.folder else settings.models_dir / model_id
         weights = folder / "diffusion_pytorch_model.safetensors"

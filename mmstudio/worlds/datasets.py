@@ -72,8 +72,17 @@ class WorldSampler(Iterator[Example]):
         self.rng = np.random.default_rng(seed)
 
     def __next__(self) -> Example:
+        return self._next(self.world.render)
+
+    def next_layout(self) -> Any:
+        """The next example's ``world.layout`` (what fixes its pixels) instead of its render:
+        the same random draws as ``next``, so the stream stays the same, without painting.
+        For measuring which samples a training run saw (``evaluation.overlap``)."""
+        return self._next(self.world.layout).sample
+
+    def _next(self, make: Any) -> Example:
         attrs = self.world.sample_attrs(self.rng, self.split)
-        sample = self.world.render(attrs, self.rng)
+        sample = make(attrs, self.rng)
         if self.rng.random() < self.p_empty:
             text = ""
         else:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from functools import cache
+from typing import NamedTuple
 
 import numpy as np
 
@@ -234,18 +235,40 @@ def render(attrs: ShapeAttrs, rng: np.random.Generator, split: str = "all") -> n
     return render_with_attrs(attrs, rng, split)[0]
 
 
+class Layout(NamedTuple):
+    """Everything that fixes a render's pixels: two renders are equal exactly when these are."""
+
+    color: str
+    shape: str
+    background: str
+    radius: int
+    cx: int
+    cy: int
+
+
+def layout(attrs: ShapeAttrs, rng: np.random.Generator, split: str = "all") -> Layout:
+    """What ``render`` would draw, with the same random draws, without painting (fast)."""
+    a = fill_attrs(attrs, rng, VALUES, HELD_OUT, PAIR_FIELDS, split)
+    lo, hi = SIZE_RADII[a.size]
+    radius = int(rng.integers(lo, hi + 1))
+    cx, cy = place(a.position, radius, rng)
+    return Layout(a.color, a.shape, a.background, radius, cx, cy)
+
+
 def render_with_attrs(
     attrs: ShapeAttrs, rng: np.random.Generator, split: str = "all"
 ) -> tuple[np.ndarray, ShapeAttrs]:
     """``render`` that also returns the complete attributes it drew."""
     a = fill_attrs(attrs, rng, VALUES, HELD_OUT, PAIR_FIELDS, split)
-    lo, hi = SIZE_RADII[a.size]
-    radius = int(rng.integers(lo, hi + 1))
-    cx, cy = place(a.position, radius, rng)
+    return paint_layout(layout(a, rng)), a
+
+
+def paint_layout(lay: Layout) -> np.ndarray:
+    """The (32, 32, 3) uint8 render of a layout."""
     img = np.empty(SAMPLE_SHAPE, dtype=np.uint8)  # (H, W, 3)
-    img[...] = BACKGROUNDS[a.background]
-    paint(img, a.shape, radius, cx, cy, COLORS[a.color])
-    return img, a
+    img[...] = BACKGROUNDS[lay.background]
+    paint(img, lay.shape, lay.radius, lay.cx, lay.cy, COLORS[lay.color])
+    return img
 
 
 # ---------------------------------------------------------------------------------------- analyzer
