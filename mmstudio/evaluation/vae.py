@@ -95,6 +95,10 @@ def card_table(metrics: dict[str, Any]) -> str:
              "| figure | all | seen pairs | held-out pairs | target |",
              "| --- | --- | --- | --- | --- |"]
     lines += [f"| {' | '.join(row)} |" for row in rows]
+    if metrics.get("train_overlap"):
+        from mmstudio.evaluation.overlap import sentence
+
+        lines += ["", sentence(metrics["train_overlap"])]
     return "\n".join(lines + ["", CARD_END])
 
 
@@ -123,6 +127,10 @@ def main(model_id: str, argv: list[str]) -> int:
         raise UserError(f"{folder} holds no AutoencoderKL (config.json)")
     vae = AutoencoderKL.from_pretrained(folder, use_safetensors=True).eval()
     metrics = evaluate_vae(vae, args.n, args.seed)
+    if args.model_dir is None:  # the shipped model: its training stream is recorded
+        from mmstudio.evaluation.overlap import for_model
+
+        metrics["train_overlap"] = for_model(model_id, args.n, args.seed)
     verdict = passed(metrics)
     metrics["passed"] = verdict
     if args.write:

@@ -144,6 +144,9 @@ def main(model_id: str, argv: list[str]) -> int:
     if model_id != MODEL_ID:
         raise UserError(f"this trainer makes {MODEL_ID}, not {model_id}")
     args = parse_args(argv)
+    ckpt = Path(args.run) / "checkpoint"
+    if args.resume and not (ckpt / "state.json").is_file():
+        raise UserError(f"--resume: there is no checkpoint in {ckpt}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", force=True)
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -161,13 +164,9 @@ def main(model_id: str, argv: list[str]) -> int:
     ema = copy.deepcopy(dit).requires_grad_(False)
     optimizer = torch.optim.AdamW(dit.parameters(), lr=args.lr, weight_decay=0.01)
     scheduler = make_train_scheduler()
-    run = Path(args.run)
-    run.mkdir(parents=True, exist_ok=True)
-    ckpt = run / "checkpoint"
+    Path(args.run).mkdir(parents=True, exist_ok=True)
     start, elapsed, history = 0, 0.0, []
     if args.resume:
-        if not (ckpt / "state.json").is_file():
-            raise UserError(f"--resume: there is no checkpoint in {ckpt}")
         state = load_checkpoint(ckpt, {"dit": dit, "ema": ema}, {"adamw": optimizer})
         start, elapsed = int(state["step"]), float(state["elapsed"])
         history = list(state.get("history", []))

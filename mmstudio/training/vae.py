@@ -91,7 +91,7 @@ def measure_scaling_factor(vae: torch.nn.Module, seed: int, n: int = 4096) -> fl
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog=f"python -m mmstudio train {MODEL_ID}",
                                 description=__doc__.split("\n\n")[0])
-    p.add_argument("--steps", type=int, default=12_000)
+    p.add_argument("--steps", type=int, default=4_000)
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--warmup", type=int, default=200)
