@@ -133,3 +133,14 @@ def test_cancelling_a_served_run_stops_it_within_one_step(served, tmp_path: Path
           f"({answered - asked:.2f} s, a step is {step:.3f} s); {after} after it")
     assert after <= 1, f"{after} steps after the cancel was answered"
     assert len(counter.times) < 100
+
+
+def test_heartbeats_carry_nothing_and_every_step_still_arrives(manager: ModelManager) -> None:
+    with denoiser_for(manager, "pixel") as denoiser:
+        batches = list(in_background(denoise(denoiser, DenoiseSettings(("a red circle",),
+                                                                       steps=12)),
+                                     min_interval=0.2, heartbeat=True))
+    items = [item for batch in batches for item in batch]
+    assert len(items) == 13 and [s.index for s in items[:-1]] == list(range(12))
+    assert [] in batches  # steps held back for the rate bound: the consumer was woken anyway
+    assert batches[-1] and batches[0]  # the first step and the end go out at once

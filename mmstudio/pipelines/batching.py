@@ -14,9 +14,10 @@ separate passes.
 
 Waiting: a leader waits for the other active runs to submit (they are doing their own scheduler
 step, a millisecond), but never longer than a tenth of the last pass (at most 50 ms): a lone run
-never waits, and a straggler costs little. On a CPU, ``lanes`` passes may run at once (each on
-its own thread count of cores; see ``config.auto_threads``), so two half batches keep two cores
-busy without the lock-step of one pass split over both; on a GPU, one pass at a time.
+never waits, and a straggler costs little. One pass at a time per network (``lanes``): on a GPU
+passes are serial anyway; on a CPU a pass uses torch's threads (cores - 1, ``config.auto_threads``)
+and the core left over does the Python work around the passes, which holds the GIL and would
+not run faster beside a second pass (streaming each step, gradio, other tabs' figures).
 """
 
 from __future__ import annotations
@@ -45,7 +46,9 @@ class _Request:
     t: torch.Tensor  # () or (b,)
     cond: Any  # tensor (b, ...) or tuple of tensors (b, ...)
     run: Any  # who submitted (one denoising run)
-    done: threading.Event = field(default_factory=threading.Event)
+    wake: threading.Event = field(default_factory=threading.Event)  # done, or lead
+    done: bool = False
+    lead: bool = False  # handed a free lane: the submitting thread runs the next pass
     result: torch.Tensor | None = None
     error: BaseException | None = None
     seconds: float = 0.0  # the pass's duration (on a group's first request)
@@ -62,16 +65,23 @@ class _Request:
 
 
 class Batcher:
-    """Joins concurrent ``predict`` calls of one network into shared forward passes."""
+    """Joins concurrent ``predict`` calls of one network into shared forward passes.
+
+    Each waiting thread sleeps on its own request's event, woken once: when its result is in, or
+    when a lane frees up and it is the oldest waiting (it then leads the next pass). Only a
+    leader gathering its group listens to new arrivals, so thirty waiting runs cost nothing.
+    """
 
     def __init__(self, lanes: int = 1, max_samples: int = MAX_SAMPLES,
                  max_wait: float = MAX_WAIT) -> None:
         self.lanes, self.max_samples, self.max_wait = max(1, lanes), max_samples, max_wait
-        self._cond = threading.Condition()
-        self._pending: list[_Request] = []
-        self._running = 0  # passes in progress
-        self._in_flight = 0  # requests in those passes
-        self._active: weakref.WeakSet[Any] = weakref.WeakSet()  # runs between steps or waiting
+        self._lock = threading.Lock()
+        self._arrival = threading.Condition(self._lock)  # a gathering leader waits on it
+        self._pending: list[_Request] = []  # FIFO
+        self._running = 0  # lanes taken (gathering or in a pass)
+        self._in_flight = 0  # requests in passes
+        self._gathering = 0  # leaders waiting for stragglers
+        self._active: weakref.WeakSet[Any] = weakref.WeakSet()  # runs between first step and end
         self._last_pass = 0.0  # seconds
         self.passes = 0  # forward passes run (for tests and benchmarks)
         self.samples = 0  # samples through them
@@ -79,54 +89,76 @@ class Batcher:
     # ------------------------------------------------------------ runs
     def end(self, run: Any) -> None:
         """``run`` makes no more steps (a run is active from its first ``predict``)."""
-        with self._cond:
+        with self._lock:
             self._active.discard(run)
-            self._cond.notify_all()
+            if self._gathering:
+                self._arrival.notify_all()
 
     # ------------------------------------------------------------ one step
     def predict(self, predict: Any, x: torch.Tensor, t: torch.Tensor, cond: Any,
                 run: Any = None) -> torch.Tensor:
         request = _Request(predict, x, t, cond, run)
-        with self._cond:
+        with self._lock:
             if run is not None:
                 self._active.add(run)
             self._pending.append(request)
-            self._cond.notify_all()
-            while not request.done.is_set():
-                if self._running < self.lanes and self._pending:
-                    group = self._lead()
-                    if not group:  # another leader took everything meanwhile
-                        continue
-                    self._cond.release()
-                    try:
-                        self._run(group)
-                    finally:
-                        self._cond.acquire()
-                        self._finish(group)
-                else:
-                    self._cond.wait()
+            if self._running < self.lanes:
+                self._running += 1  # a free lane: this thread leads
+                request.lead = True
+            elif self._gathering:
+                self._arrival.notify_all()
+        while True:
+            if request.lead:  # first: a lane handed to this thread must be used or passed on
+                request.lead = False
+                self._lead()
+                continue
+            if request.done:
+                break
+            request.wake.wait()
+            request.wake.clear()
         if request.error is not None:
             raise request.error
         assert request.result is not None
         return request.result
 
-    def _lead(self) -> list[_Request]:
-        """Wait (briefly) for the other active runs, then take a group (empty when another
-        leader took everything meanwhile). Holds the lock."""
-        self._running += 1
+    def _lead(self) -> None:
+        """Holding a lane: gather a group, run its pass, hand the lane on."""
+        with self._lock:
+            group = self._gather()
+        if group:
+            self._run(group)
+        with self._lock:
+            if group:
+                self._last_pass = group[0].seconds
+                self.passes += 1
+                self.samples += sum(r.size for r in group)
+                self._in_flight -= len(group)
+            self._running -= 1
+            for request in group:
+                request.done = True
+            waiting = [r for r in self._pending if not r.lead]
+            if waiting and self._running < self.lanes:  # the oldest waiting run leads next
+                self._running += 1
+                waiting[0].lead = True
+                waiting[0].wake.set()
+        for request in group:
+            request.wake.set()
+
+    def _gather(self) -> list[_Request]:
+        """Wait (briefly) for the other active runs, then take a group. Holds the lock."""
         deadline = time.monotonic() + min(self.max_wait, WAIT_SHARE * self._last_pass)
         while True:
             free_lanes = self.lanes - self._running + 1  # this one included
             expected = max(1, len(self._active) - self._in_flight)
             share = math.ceil(expected / free_lanes)  # split what is coming over free lanes
-            waiting = len(self._pending)
             remaining = deadline - time.monotonic()
-            if waiting >= share or remaining <= 0 or self._samples_pending() >= self.max_samples:
+            if (len(self._pending) >= share or remaining <= 0
+                    or sum(r.size for r in self._pending) >= self.max_samples):
                 break
-            self._cond.wait(remaining)
+            self._gathering += 1
+            self._arrival.wait(remaining)
+            self._gathering -= 1
         if not self._pending:
-            self._running -= 1
-            self._cond.notify_all()
             return []
         key = self._pending[0].key()
         group, rest, samples = [], [], 0
@@ -140,9 +172,6 @@ class Batcher:
         self._pending = rest
         self._in_flight += len(group)
         return group
-
-    def _samples_pending(self) -> int:
-        return sum(r.size for r in self._pending)
 
     def _run(self, group: list[_Request]) -> None:
         start = time.perf_counter()
@@ -162,17 +191,6 @@ class Batcher:
             for request in group:
                 request.error = exc
         group[0].seconds = time.perf_counter() - start
-
-    def _finish(self, group: list[_Request]) -> None:
-        """Hand results out, free the lane. Holds the lock."""
-        self._last_pass = group[0].seconds
-        self.passes += 1
-        self.samples += sum(r.size for r in group)
-        self._running -= 1
-        self._in_flight -= len(group)
-        for request in group:
-            request.done.set()
-        self._cond.notify_all()
 
 
 def _cat(parts: list[Any]) -> Any:
@@ -196,22 +214,8 @@ def batcher_for(network: torch.nn.Module) -> Batcher:
     with _BATCHERS_LOCK:
         batcher = _BATCHERS.get(network)
         if batcher is None:
-            batcher = _BATCHERS[network] = Batcher(lanes=default_lanes(network))
+            batcher = _BATCHERS[network] = Batcher()
         return batcher
-
-
-def default_lanes(network: torch.nn.Module) -> int:
-    """Passes at once: one on a GPU; on a CPU, as many as fit the cores at torch's thread count
-    (two on a 2-core machine at one thread each, one on larger ones at cores - 1 threads)."""
-    try:
-        device = next(network.parameters()).device
-    except StopIteration:
-        return 1
-    if device.type != "cpu":
-        return 1
-    from mmstudio.config import cpu_cores
-
-    return max(1, cpu_cores() // max(1, torch.get_num_threads()))
 
 
 class BatchedDenoiser:

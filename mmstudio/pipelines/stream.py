@@ -20,18 +20,31 @@ from typing import TypeVar
 
 T = TypeVar("T")
 _DONE = object()
-# A streamed run's page updates: at most one per this many seconds. Each costs the server three
-# PNGs and a message per client (more than a small model's step); ten a second animate smoothly,
-# and the finished run's slider shows every step.
+# A streamed run's page updates: at most one per this many seconds, times the number of runs
+# streaming at once (at most MAX_INTERVAL). Each update costs the server three PNGs, their cache
+# files and a message (more than a small model's step), so the whole server sends about ten a
+# second however many users stream: smooth for one run, every second or so for a classroom
+# (whose steps are slower anyway), and the finished run's slider shows every step.
 UPDATE_INTERVAL = 0.1
+MAX_INTERVAL = 2.0
+_streaming = [0]  # rate-bounded streams open now
+_streaming_lock = threading.Lock()
 
 
-def in_background(source: Iterator[T], min_interval: float = 0.0) -> Iterator[list[T]]:
-    """Yield lists of the items ``source`` has produced since the last yield (never empty).
+def in_background(source: Iterator[T], min_interval: float = 0.0,
+                  heartbeat: bool = False) -> Iterator[list[T]]:
+    """Yield lists of the items ``source`` has produced since the last yield (never empty, but
+    see ``heartbeat``).
 
-    ``min_interval``: at least this many seconds between two yields, except that the end of
-    ``source`` is passed on at once. Each yield costs the consumer a display update (gradio
-    encodes and sends images); bounding their rate bounds that cost whatever the step rate.
+    ``min_interval``: at least this many seconds between two yields, times the number of such
+    streams open in the process (at most ``MAX_INTERVAL``), except that the end of ``source`` is
+    passed on at once. Each yield costs the consumer a display update (gradio encodes and sends
+    images); bounding their rate bounds that cost whatever the step rate and the number of users.
+
+    ``heartbeat``: while items are held back for the rate bound, yield an empty list whenever a
+    new one arrives (the consumer sends nothing for it). A generator can only be closed between
+    yields, so this keeps the time from Stop to the close within one step even when updates are
+    seconds apart.
     """
     items: queue.Queue = queue.Queue()
     failure: list[BaseException] = []
@@ -53,33 +66,57 @@ def in_background(source: Iterator[T], min_interval: float = 0.0) -> Iterator[li
             finally:
                 items.put(_DONE)
 
+    def drain(held: list) -> None:
+        while held[-1] is not _DONE:
+            try:
+                held.append(items.get_nowait())
+            except queue.Empty:
+                return
+
     thread = threading.Thread(target=produce, name="mmstudio-producer", daemon=True)
     thread.start()
-    finished = False
+    bounded = min_interval > 0
     last_yield = 0.0
+    held: list = []
+    if bounded:
+        with _streaming_lock:
+            _streaming[0] += 1
     try:
-        while not finished:
-            batch = [items.get()]
-            if batch[-1] is not _DONE and min_interval > 0:
-                deadline = last_yield + min_interval
-                while batch[-1] is not _DONE and (remaining := deadline - time.monotonic()) > 0:
-                    try:
-                        batch.append(items.get(timeout=remaining))
-                    except queue.Empty:
-                        break
-            while batch[-1] is not _DONE:
-                try:
-                    batch.append(items.get_nowait())
-                except queue.Empty:
-                    break
-            if batch[-1] is _DONE:
-                finished = True
-                batch.pop()
-            if batch:
-                last_yield = time.monotonic()
-                yield batch
+        while True:
+            if not held or held[-1] is not _DONE:
+                held.append(items.get())
+                drain(held)
+            if held[-1] is _DONE:
+                held.pop()
+                if held:
+                    yield held
+                break
+            if bounded:
+                interval = min(MAX_INTERVAL, min_interval * max(1, _streaming[0]))
+                deadline = last_yield + interval
+                if heartbeat:
+                    if time.monotonic() < deadline:
+                        yield []
+                        continue
+                else:
+                    while (remaining := deadline - time.monotonic()) > 0:
+                        try:
+                            held.append(items.get(timeout=remaining))
+                        except queue.Empty:
+                            break
+                        if held[-1] is _DONE:
+                            break
+                        drain(held)
+                    if held[-1] is _DONE:
+                        continue  # handled at the top: the end goes out at once
+            batch, held = held, []
+            last_yield = time.monotonic()
+            yield batch
     finally:
         stop.set()  # normal end, consumer closed (GeneratorExit) or failed: the producer stops
+        if bounded:
+            with _streaming_lock:
+                _streaming[0] -= 1
     thread.join()
     if failure:
         raise failure[0]

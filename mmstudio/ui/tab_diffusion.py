@@ -12,6 +12,7 @@ from mmstudio.manager import ModelManager
 from mmstudio.ui.common import explain, model_work, unknown_words_note, upscale, user_errors
 from mmstudio.ui.trace_viewer import (
     BATCHED_RUNS,
+    HEARTBEAT,
     step_panel,
     step_sentence,
     stream_run,
@@ -106,7 +107,9 @@ def build(manager: ModelManager) -> None:
             for result in stream_run(denoiser, settings,
                                      lambda step: trace.frames.append(step_frames(step, denoiser)),
                                      progress):
-                if result is None and trace.frames:
+                if result is HEARTBEAT:
+                    yield (gr.skip(),) * 10
+                elif result is None and trace.frames:
                     last = trace.frames[-1]
                     yield (last.x_t, last.x0, last.eps, gr.skip(),
                            step_sentence(len(trace), settings.steps, last.timestep,

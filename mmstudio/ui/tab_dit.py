@@ -12,6 +12,7 @@ from mmstudio.manager import ModelManager
 from mmstudio.ui.common import explain, model_work, unknown_words_note, user_errors
 from mmstudio.ui.trace_viewer import (
     BATCHED_RUNS,
+    HEARTBEAT,
     step_panel,
     step_sentence,
     stream_run,
@@ -146,6 +147,9 @@ def build(manager: ModelManager) -> None:
 
         with denoiser_for(manager, model_id) as denoiser:
             for result in stream_run(denoiser, settings, on_step, progress):
+                if result is HEARTBEAT:
+                    yield (gr.skip(),) * 8
+                    continue
                 last = trace.frames[-1]
                 sentence = step_sentence(len(trace), settings.steps, last.timestep,
                                          last.alpha_bar)

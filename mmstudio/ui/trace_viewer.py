@@ -36,18 +36,28 @@ def step_panel(label: str, elem_id: str, buttons: tuple[str, ...] = (),
 BATCHED_RUNS = 32
 
 
+#: what ``stream_run`` yields between page updates: send nothing (every output ``gr.skip()``)
+HEARTBEAT = "heartbeat"
+
+
 def stream_run(denoiser: Any, settings: Any, on_step: Callable[[Any], None],
                progress: gr.Progress) -> Iterator[Any]:
     """Run the loop in the background, its model calls joined with other users' runs of the same
     network (``pipelines.batching``); call ``on_step(step)`` for every step as it arrives, and
-    yield None after each batch of new steps (at most ``UPDATE_INTERVAL`` apart: time to update
-    the page), then the result. Closing this generator (Stop, a closed tab) stops the loop."""
+    yield None after each batch of new steps (at most ``UPDATE_INTERVAL`` times the number of
+    runs streaming apart: time to update the page), ``HEARTBEAT`` for a step that waits for the
+    next update (send nothing), then the result. Closing this generator (Stop, a closed tab)
+    stops the loop within a step: the heartbeats keep it closable between updates."""
     from mmstudio.pipelines.batching import batched
     from mmstudio.pipelines.denoise import DenoiseResult, denoise
     from mmstudio.pipelines.stream import UPDATE_INTERVAL, in_background
 
     done = 0
-    for batch in in_background(denoise(batched(denoiser), settings), UPDATE_INTERVAL):
+    for batch in in_background(denoise(batched(denoiser), settings), UPDATE_INTERVAL,
+                               heartbeat=True):
+        if not batch:
+            yield HEARTBEAT
+            continue
         result = None
         for item in batch:
             if isinstance(item, DenoiseResult):
