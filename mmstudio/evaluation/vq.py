@@ -301,8 +301,9 @@ Adam, lr {training.get('lr')} (linear warm-up, cosine decay to 5%), gradient cli
 {training.get('train_seconds')} s ({hours:.1f} h) of training.
 
 Reproduce: {' then '.join(f'`{c}`' for c in reproduce_commands(model_id, training))}
-(checkpoints and `train.log` in `runs/{model_id}/`; an interrupted run continues with
-`--resume`), then `python -m mmstudio eval {model_id} --write`.
+(checkpoints, `train.log` and the exported model in `runs/{model_id}/`; an interrupted run
+continues with `--resume`), then ship `runs/{model_id}/export` as `assets/models/{model_id}` and
+run `python -m mmstudio eval {model_id} --write`.
 
 ## Evaluation
 
