@@ -2,9 +2,9 @@
 
 README.md documents each variable:
 
-OFFLINE, DEVICE, MAX_MEMORY, ASSETS, DEFAULT_MODELS, HUB_CACHE and THREADS, each prefixed
-MMSTUDIO_; from huggingface_hub's own variables, HF_HUB_OFFLINE (the default of OFFLINE) and
-HF_ENDPOINT (the hub's address, which the reachability check asks).
+OFFLINE, DEVICE, MAX_MEMORY, ASSETS, DEFAULT_MODELS, HUB_CACHE, THREADS, ADMIN and
+DOWNLOADS_MAX, each prefixed MMSTUDIO_; from huggingface_hub's own variables, HF_HUB_OFFLINE (the
+default of OFFLINE) and HF_ENDPOINT (the hub's address, which the reachability check asks).
 """
 
 from __future__ import annotations
