@@ -27,6 +27,7 @@ _DONE = object()
 # (whose steps are slower anyway), and the finished run's slider shows every step.
 UPDATE_INTERVAL = 0.1
 MAX_INTERVAL = 2.0
+HEARTBEAT = 0.25  # with ``heartbeat``: the longest a stream goes without yielding
 _streaming = [0]  # rate-bounded streams open now
 _streaming_lock = threading.Lock()
 
@@ -41,10 +42,11 @@ def in_background(source: Iterator[T], min_interval: float = 0.0,
     passed on at once. Each yield costs the consumer a display update (gradio encodes and sends
     images); bounding their rate bounds that cost whatever the step rate and the number of users.
 
-    ``heartbeat``: while items are held back for the rate bound, yield an empty list whenever a
-    new one arrives (the consumer sends nothing for it). A generator can only be closed between
-    yields, so this keeps the time from Stop to the close within one step even when updates are
-    seconds apart.
+    ``heartbeat``: while items are held back for the rate bound, yield an empty list (the consumer
+    sends nothing for it) whenever ``HEARTBEAT`` seconds have passed without a yield. A generator
+    can only be closed between yields, so this keeps the time from Stop to the close within a
+    quarter second or one step, whichever is longer, even when updates are seconds apart; a lone
+    run (updates a tenth of a second apart) never needs one.
     """
     items: queue.Queue = queue.Queue()
     failure: list[BaseException] = []
@@ -76,7 +78,7 @@ def in_background(source: Iterator[T], min_interval: float = 0.0,
     thread = threading.Thread(target=produce, name="mmstudio-producer", daemon=True)
     thread.start()
     bounded = min_interval > 0
-    last_yield = 0.0
+    last_yield = last_beat = 0.0
     held: list = []
     if bounded:
         with _streaming_lock:
@@ -94,23 +96,25 @@ def in_background(source: Iterator[T], min_interval: float = 0.0,
             if bounded:
                 interval = min(MAX_INTERVAL, min_interval * max(1, _streaming[0]))
                 deadline = last_yield + interval
-                if heartbeat:
-                    if time.monotonic() < deadline:
-                        yield []
-                        continue
-                else:
-                    while (remaining := deadline - time.monotonic()) > 0:
-                        try:
-                            held.append(items.get(timeout=remaining))
-                        except queue.Empty:
-                            break
-                        if held[-1] is _DONE:
-                            break
-                        drain(held)
+                # hold the steps back until the update is due, waking for a heartbeat when
+                # HEARTBEAT seconds have passed without any yield
+                wake = min(deadline, last_beat + HEARTBEAT) if heartbeat else deadline
+                while (remaining := wake - time.monotonic()) > 0:
+                    try:
+                        held.append(items.get(timeout=remaining))
+                    except queue.Empty:
+                        break
                     if held[-1] is _DONE:
-                        continue  # handled at the top: the end goes out at once
+                        break
+                    drain(held)
+                if held[-1] is _DONE:
+                    continue  # handled at the top: the end goes out at once
+                if time.monotonic() < deadline:  # a heartbeat: nothing to show yet
+                    last_beat = time.monotonic()
+                    yield []
+                    continue
             batch, held = held, []
-            last_yield = time.monotonic()
+            last_yield = last_beat = time.monotonic()
             yield batch
     finally:
         stop.set()  # normal end, consumer closed (GeneratorExit) or failed: the producer stops
