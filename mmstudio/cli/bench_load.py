@@ -245,6 +245,7 @@ class Phase:
     temp_bytes: int = 0
     temp_files: int = 0
     server_cpu_s: float = 0.0  # CPU time the server used during the phase
+    clients_cpu_s: float = 0.0  # ... and this process (the clients)
     load_average: float = 0.0  # the machine's 1-minute load at the end (other work included)
 
     @property
@@ -254,6 +255,11 @@ class Phase:
     @property
     def throughput(self) -> float:
         return len(self.done) / self.seconds if self.seconds else 0.0
+
+
+def _own_cpu_seconds() -> float:
+    times = os.times()
+    return times.user + times.system
 
 
 def make_client(server: Server) -> Any:
@@ -305,6 +311,7 @@ def run_phase(server: Server, pool: list[Request], references: dict[str, Any], c
               seconds: float, warmup: float, tolerance: int) -> Phase:
     phase = Phase(clients, 0.0)
     cpu_start = server.cpu_seconds()
+    own_start = _own_cpu_seconds()
     lock = threading.Lock()
     start = time.monotonic()
     end = start + seconds
@@ -350,6 +357,7 @@ def run_phase(server: Server, pool: list[Request], references: dict[str, Any], c
         thread.join()
     phase.seconds = time.monotonic() - start
     phase.server_cpu_s = server.cpu_seconds() - cpu_start
+    phase.clients_cpu_s = _own_cpu_seconds() - own_start
     with contextlib.suppress(OSError):
         phase.load_average = float(Path("/proc/loadavg").read_text().split()[0])
     stop_sampling.set()
@@ -403,6 +411,8 @@ def summarize(phase: Phase, baseline: float, steps: int) -> dict[str, Any]:
         if phase.rss_after_warmup else None,
         "temp_dir_mb": round(phase.temp_bytes / 2**20, 2), "temp_dir_files": phase.temp_files,
         "server_cores_used": round(phase.server_cpu_s / phase.seconds, 2) if phase.seconds else 0,
+        "clients_cores_used": round(phase.clients_cpu_s / phase.seconds, 2)
+        if phase.seconds else 0,
         "machine_cores": os.cpu_count(), "load_average_1min": phase.load_average,
         "endpoints": endpoints,
     }
@@ -482,8 +492,9 @@ def print_load(figures: dict[str, Any]) -> None:
               f"{phase['rss_end_mb']} MB at the end "
               f"({'n/a' if growth is None else f'{growth:+.1%}'}), max {phase['rss_max_mb']} MB; "
               f"gradio temp folder {phase['temp_dir_mb']} MB in {phase['temp_dir_files']} files")
-        print(f"  server CPU: {phase['server_cores_used']:.2f} of {phase['machine_cores']} cores "
-              f"on average; machine load average {phase['load_average_1min']:.1f} at the end "
-              f"(other processes included)")
+        print(f"  CPU: the server {phase['server_cores_used']:.2f} and the clients "
+              f"{phase['clients_cores_used']:.2f} of {phase['machine_cores']} cores on average; "
+              f"machine load average {phase['load_average_1min']:.1f} at the end (other "
+              f"processes included)")
     print(f"\n{figures['requests_total']} requests in all; gradio temp folder at the end: "
           f"{figures['temp_dir_mb_end']} MB in {figures['temp_dir_files_end']} files")
