@@ -395,11 +395,24 @@ def classify_size(g: Geometry) -> str | None:
     return None
 
 
+def object_center(g: Geometry) -> tuple[float, float]:
+    """The object's centre: the middle of its bounding box, which WORLDS.md makes a square of side
+    2 x radius for every shape. A triangle's apex is a single anti-aliased pixel, the one edge whose
+    coverage row can fall under the bounding box's mass threshold when the image is slightly soft
+    (a reconstruction, a generated image), moving the box's top, and so its centre, by a whole
+    pixel's half; its base row is the widest and firmest. So a triangle's centre is read from its
+    base: half the side above the bottom edge (the side is the base's width, as firm)."""
+    if classify_shape(g) == "triangle":
+        return (g.x0 + g.x1) / 2, g.y1 - (g.x1 - g.x0) / 2
+    return g.center
+
+
 def classify_position(g: Geometry) -> str | None:
-    """WORLDS.md exactly: center = the object's centre within ``CENTER_TOLERANCE`` (3 px) of
-    (16, 16); a corner = in that quadrant at least ``CORNER_MARGIN`` (4 px) from both centre
-    lines; anywhere else (between the bands, or near one centre line only) undecided (None)."""
-    cx, cy = g.center
+    """WORLDS.md exactly: center = the object's centre (``object_center``) within
+    ``CENTER_TOLERANCE`` (3 px) of (16, 16); a corner = in that quadrant at least
+    ``CORNER_MARGIN`` (4 px) from both centre lines; anywhere else (between the bands, or near one
+    centre line only) undecided (None)."""
+    cx, cy = object_center(g)
     dx, dy = cx - CANVAS / 2, cy - CANVAS / 2
     if dx * dx + dy * dy <= CENTER_TOLERANCE**2:
         return "center"
