@@ -89,7 +89,10 @@ def test_same_seed_same_images_and_seeds_are_per_image(borrow) -> None:
     assert first.seeds == [7, 8, 9, 10] and first.prompts[2] == "a blue cross"
     alone = run(denoiser, DenoiseSettings(("a blue cross",), steps=5, seed=9, n=1,
                                           scheduler="euler_a"))
-    assert np.array_equal(alone.images[0], first.images[2])  # an image ignores its batch mates
+    # An image ignores its batch mates: its noise comes from its own seed. Up to one level of 255:
+    # the convolution kernels sum in another order at another batch size (measured: 0 or 1).
+    difference = np.abs(alone.images[0].astype(int) - first.images[2].astype(int))
+    assert difference.max() <= 1 and difference.mean() < 0.01
 
 
 def test_concurrent_requests_match_sequential(borrow) -> None:
