@@ -36,8 +36,9 @@ from typing import Any
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("bench", help="measure performance (denoise, similarity)")
-    parser.add_argument("what", choices=["denoise", "similarity", "load"])
+    parser = subparsers.add_parser(
+        "bench", help="measure performance (denoise, similarity, dit, load)")
+    parser.add_argument("what", choices=["denoise", "similarity", "dit", "load"])
     parser.add_argument("--model", default=None, help="default: the task's default model")
     parser.add_argument("--steps", type=int, default=25, help="denoise: sampling steps")
     parser.add_argument("--scheduler", default="ddim", help="denoise: scheduler")
@@ -231,6 +232,8 @@ def run_bench(args: argparse.Namespace) -> int:
         else:
             print_load(figures)
         return 0
+    if args.what == "dit":
+        return bench_dit(args)
     if args.what == "similarity":
         figures = bench_similarity(args)
         if args.json:
@@ -252,4 +255,47 @@ def run_bench(args: argparse.Namespace) -> int:
     print(f"  vs diffusers ({vs['model']}): ours {vs['ours_s'] * 1000:.1f} ms, "
           f"StableDiffusionPipeline {vs['diffusers_pipeline_s'] * 1000:.1f} ms, "
           f"ratio {vs['ratio']:.2f}")
+    return 0
+
+
+def bench_dit(args: argparse.Namespace) -> int:
+    """``bench dit``: the pixel-vs-latent table (shapes-unet vs shapes-dit, same prompt, each at
+    its default guidance, DDIM, one image, decode included) and the cost of capturing attention
+    (cross-attention at every step, self-attention at the last) against plain sampling."""
+    import torch
+
+    from mmstudio.manager import ModelManager
+    from mmstudio.pipelines.denoise import DenoiseSettings, denoiser_for, run
+    from mmstudio.pipelines.dit import capture_attention, compare_pixel_latent, cost_table
+
+    manager = ModelManager()
+    dit_id = args.model or "shapes-dit"
+    prompt = "a large red circle in the top left on a navy background"
+    costs = compare_pixel_latent(manager, prompt, latent_id=dit_id, steps=args.steps,
+                                 repeats=args.runs)
+    spec = manager.catalog.get(dit_id)
+    settings = DenoiseSettings((prompt,), steps=args.steps, guidance=spec.guidance or 3.0)
+    with denoiser_for(manager, dit_id) as denoiser:
+        plain = _median_seconds(lambda: run(denoiser, settings), args.runs)
+        captured = _median_seconds(
+            lambda: capture_attention(denoiser, settings, {args.steps - 1}), args.runs)
+    header, rows = cost_table(costs)
+    figures = {"prompt": prompt, "steps": args.steps, "threads": torch.get_num_threads(),
+               "table": [dict(zip(header, row, strict=True)) for row in rows],
+               "dit_seconds": costs[1].total_seconds, "unet_seconds": costs[0].total_seconds,
+               "dit_share_of_unet": costs[1].total_seconds / costs[0].total_seconds,
+               "plain_sampling_s": plain, "attention_capture_s": captured,
+               "capture_overhead": captured / plain}
+    if args.json:
+        print(json.dumps(figures, indent=2))
+        return 0
+    print(f"dit bench: {args.steps} DDIM steps with guidance, one image, decode included, "
+          f"{figures['threads']} threads; best of {args.runs} runs")
+    widths = [max(len(str(x)) for x in column) for column in zip(header, *rows, strict=True)]
+    for row in (header, *rows):
+        print("  " + "  ".join(str(x).ljust(w) for x, w in zip(row, widths, strict=True)))
+    print(f"  {dit_id}: {figures['dit_seconds']:.3f} s per run = "
+          f"{figures['dit_share_of_unet']:.2f} of {costs[0].model_id}'s")
+    print(f"  attention capture: {captured * 1000:.0f} ms vs plain {plain * 1000:.0f} ms "
+          f"({figures['capture_overhead']:.2f}x)")
     return 0
