@@ -18,6 +18,25 @@ import pytest  # noqa: E402
 from mmstudio.config import Settings  # noqa: E402
 
 
+@pytest.fixture(autouse=True)
+def _restore_root_logging():
+    """Trainers and evaluators run in-process configure the root logger for their console
+    (``logging.basicConfig(force=True)``): undo it after each test, or their handler writes INFO
+    lines into the captured stderr of later tests (and into closed files)."""
+    import logging
+
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    for handler in list(root.handlers):
+        if handler not in handlers:
+            root.removeHandler(handler)
+    for handler in handlers:
+        if handler not in root.handlers:
+            root.addHandler(handler)
+    root.setLevel(level)
+
+
 @pytest.fixture
 def offline_settings(tmp_path: Path) -> Settings:
     """Offline settings with an empty assets folder and an empty hub cache of their own."""

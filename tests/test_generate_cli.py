@@ -39,13 +39,14 @@ def test_generate_many_prompts_batched_with_trace(tiny_assets: Path, tmp_path: P
     for r in images:
         assert Image.open(out / r["file"]).size == (32, 32)
         assert len(list((out / r["trace"]).glob("*_x0.png"))) == 3
-    # The same prompt and seed alone gives the same image as inside the batch.
+    # The same prompt and seed alone gives the same image as inside the batch, up to one level of
+    # 255 (the kernels sum in another order at another batch size).
     alone = tmp_path / "alone"
     assert main(["generate", "--model", "shapes-unet", "--prompt", "a red circle", "--steps",
                  "3", "--guidance", "2", "--seed", "6", "--out", str(alone)]) == 0
-    a = np.asarray(Image.open(alone / "p000_s6.png"))
-    b = np.asarray(Image.open(out / "p001_s6.png"))
-    assert np.array_equal(a, b)
+    a = np.asarray(Image.open(alone / "p000_s6.png")).astype(int)
+    b = np.asarray(Image.open(out / "p001_s6.png")).astype(int)
+    assert np.abs(a - b).max() <= 1 and np.abs(a - b).mean() < 0.01
 
 
 @pytest.mark.parametrize(
