@@ -167,12 +167,12 @@ def load_audioldm2(folder: Path, spec: ModelSpec, dtype: torch.dtype) -> Compone
 
 
 def load_encodec(folder: Path, spec: ModelSpec, dtype: torch.dtype) -> Components:
-    from transformers import AutoProcessor, EncodecModel
+    """A transformers ``EncodecModel`` folder: ours (sounds-codec) or ``facebook/encodec_24khz``.
+    The studio feeds it mono audio at ``config.sampling_rate`` itself (``pipelines.codec``), so
+    the feature extractor, which only pads, is not needed."""
+    from transformers import EncodecModel
 
-    return {
-        "model": EncodecModel.from_pretrained(folder, torch_dtype=dtype, **_SAFE),
-        "processor": AutoProcessor.from_pretrained(folder),
-    }
+    return {"model": EncodecModel.from_pretrained(folder, torch_dtype=dtype, **_SAFE).eval()}
 
 
 def load_text_to_video(folder: Path, spec: ModelSpec, dtype: torch.dtype) -> Components:

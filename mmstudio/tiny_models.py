@@ -232,3 +232,25 @@ def make_pixart(folder: Path, text_encoder_id: str, caption_channels: int,
     else:
         _tiny_vae().save_pretrained(folder / "vae", safe_serialization=True)
     return folder
+
+
+def make_encodec(folder: Path, sampling_rate: int = 24_000) -> Path:
+    """An ``EncodecModel`` with ``facebook/encodec_24khz``'s layout and numbers (24 kHz, hop 320:
+    75 frames/s, codebooks of 1,024, bandwidths 1.5 to 24 kbit/s = 2 to 32 codebooks) and a few
+    channels, plus its feature extractor's config, as the hub folder has. The codebooks (zeros in
+    a fresh model) are filled with random vectors so that codes differ."""
+    from transformers import EncodecConfig, EncodecFeatureExtractor, EncodecModel
+
+    torch.manual_seed(0)
+    config = EncodecConfig(sampling_rate=sampling_rate, num_filters=2, hidden_size=8,
+                           num_lstm_layers=1, codebook_size=1024,
+                           target_bandwidths=[1.5, 3.0, 6.0, 12.0, 24.0])
+    model = EncodecModel(config).eval()
+    with torch.no_grad():
+        for layer in model.quantizer.layers:
+            layer.codebook.embed.copy_(torch.randn_like(layer.codebook.embed))
+            layer.codebook.embed_avg.copy_(layer.codebook.embed)
+    folder = Path(folder)
+    model.save_pretrained(folder, safe_serialization=True)
+    EncodecFeatureExtractor(feature_size=1, sampling_rate=sampling_rate).save_pretrained(folder)
+    return folder

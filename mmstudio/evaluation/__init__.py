@@ -13,4 +13,5 @@ EVALUATORS: dict[str, str] = {
     "shapes-unet": "mmstudio.evaluation.unet",
     "shapes-vae": "mmstudio.evaluation.vae",
     "shapes-dit": "mmstudio.evaluation.unet",
+    "sounds-codec": "mmstudio.evaluation.codec",
 }

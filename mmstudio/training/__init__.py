@@ -19,4 +19,5 @@ TRAINERS: dict[str, str] = {
     "shapes-unet": "mmstudio.training.unet",
     "shapes-vae": "mmstudio.training.vae",
     "shapes-dit": "mmstudio.training.dit",
+    "sounds-codec": "mmstudio.training.codec",
 }
