@@ -29,9 +29,12 @@ TABS: list[tuple[str, str, str]] = [
      "predicted noise at every step, the forward process, schedulers and guidance; a U-Net "
      "trained on shapes and Stable Diffusion / SD-Turbo."),
     ("DiT", "tab_dit", "Sampling with a Diffusion Transformer, step by step: DiT-XL-2-256."),
-    ("Audio & Video", "tab_audio_video",
-     "Sound and motion: spectrograms denoised step by step (AudioLDM 2), neural audio codec "
-     "tokens (EnCodec), and text-to-video frames."),
+    ("Audio", "tab_audio",
+     "What a sound is as numbers: waveform, STFT and log-mel spectrograms, Griffin-Lim; neural "
+     "audio codec tokens and audio-text similarity."),
+    ("Video", "tab_video",
+     "Text-to-video on the motion world, step by step and frame by frame; a hub text-to-video "
+     "model on a GPU."),
     ("Similarity", "tab_similarity",
      "Text and images in one embedding space: similarity matrix, zero-shot classification, "
      "retrieval and a map of the space, with a CLIP trained on shapes and OpenCLIP ViT-B-32."),
