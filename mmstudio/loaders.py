@@ -41,6 +41,22 @@ def load_open_clip(folder: Path, spec: ModelSpec, dtype: torch.dtype) -> Compone
     return {"model": model, "preprocess": preprocess, "tokenizer": open_clip.get_tokenizer(name)}
 
 
+def load_open_clap(folder: Path, spec: ModelSpec, dtype: torch.dtype) -> Components:
+    """An open_clip ``local-dir:`` folder whose image tower reads log-mel spectrograms, and its
+    ``audio_frontend.json`` (how a clip becomes that input): the embedded sounds-clap."""
+    from mmstudio.pipelines.sound_align import read_frontend
+
+    return {**load_open_clip(folder, spec, dtype), "audio_frontend": read_frontend(folder)}
+
+
+def load_clap(folder: Path, spec: ModelSpec, dtype: torch.dtype) -> Components:
+    """A transformers ``ClapModel`` folder with its processor (``laion/clap-htsat-unfused``)."""
+    from transformers import ClapModel, ClapProcessor
+
+    return {"model": ClapModel.from_pretrained(folder, torch_dtype=dtype, **_SAFE).eval(),
+            "processor": ClapProcessor.from_pretrained(folder)}
+
+
 def _model_index(folder: Path) -> dict[str, Any]:
     path = folder / "model_index.json"
     return json.loads(path.read_text()) if path.is_file() else {}
@@ -184,6 +200,8 @@ def load_text_to_video(folder: Path, spec: ModelSpec, dtype: torch.dtype) -> Com
 LOADERS: dict[str, Loader] = {
     "vq": load_vq,
     "open_clip": load_open_clip,
+    "open_clap": load_open_clap,
+    "clap": load_clap,
     "dit": load_dit,
     "pixart": load_pixart,
     "vae": load_vae,

@@ -109,7 +109,8 @@ def test_quantize_train_gradient_and_codebook_update(small_codec) -> None:
     x = torch.from_numpy(train_codec.crops_for_step(0, 1, 4, 3200))[:, None]
     e = model.encoder(x)
     before = model.quantizer.layers[0].codebook.embed.clone()
-    q, commit, _ = train_codec.quantize_train(model.quantizer, e, 2, update=True)
+    usage = train_codec.CodeUsage(4, 64)
+    q, commit, _ = train_codec.quantize_train(model.quantizer, e, 2, usage)
     assert q.shape == e.shape and commit.item() > 0
     (q.sum() + commit).backward()  # straight through: the encoder gets a gradient
     assert all(p.grad is not None for p in model.encoder.parameters())
@@ -133,7 +134,7 @@ def test_fast_elu_is_elu() -> None:
 def test_training_steps_export_and_reload(tmp_path: Path) -> None:
     from transformers import EncodecModel
 
-    argv = ["--steps", "2", "--batch", "2", "--crop", "640", "--filters", "2",
+    argv = ["--steps", "2", "--batch", "2", "--crop", "640", "--filters", "2", "--ae-warmup", "1",
             "--run", str(tmp_path / "run"), "--log-every", "1"]
     assert train_codec.main("sounds-codec", argv) == 0
     export = tmp_path / "run" / "export"

@@ -14,4 +14,5 @@ EVALUATORS: dict[str, str] = {
     "shapes-vae": "mmstudio.evaluation.vae",
     "shapes-dit": "mmstudio.evaluation.unet",
     "sounds-codec": "mmstudio.evaluation.codec",
+    "sounds-clap": "mmstudio.evaluation.clap",
 }

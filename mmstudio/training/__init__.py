@@ -20,4 +20,5 @@ TRAINERS: dict[str, str] = {
     "shapes-vae": "mmstudio.training.vae",
     "shapes-dit": "mmstudio.training.dit",
     "sounds-codec": "mmstudio.training.codec",
+    "sounds-clap": "mmstudio.training.clap",
 }

@@ -126,16 +126,38 @@ class SpectralLoss(torch.nn.Module):
         return total / len(self.scales)
 
 
+class CodeUsage(torch.nn.Module):
+    """How often each code of each level was picked lately: an EMA (decay 0.9) of assignments
+    per step, (levels, K). A code whose usage falls below ``threshold`` is dead and restarted on
+    a vector of the batch. The codebook's own ``cluster_size`` (decay 0.99) is too slow for that
+    here: after a collapse onto one code, the others would wait ~200 steps, and a batch has only
+    512 frames for 1,024 codes (EnCodec's threshold of 2 assumes many thousand). A module, so
+    that checkpoints carry it."""
+
+    def __init__(self, levels: int, codes: int, decay: float = 0.9,
+                 threshold: float = 0.01) -> None:
+        super().__init__()
+        self.decay, self.threshold = decay, threshold
+        self.register_buffer("usage", torch.ones(levels, codes))
+
+    @torch.no_grad()
+    def update(self, level: int, indices: torch.Tensor) -> torch.Tensor:
+        """Record one step's picks of ``level``; returns the mask of its dead codes."""
+        counts = torch.bincount(indices, minlength=self.usage.shape[1]).to(self.usage.dtype)
+        self.usage[level].mul_(self.decay).add_(counts, alpha=1 - self.decay)
+        return self.usage[level] < self.threshold
+
+    @torch.no_grad()
+    def revive(self, level: int, dead: torch.Tensor) -> None:
+        self.usage[level, dead] = 1.0
+
+
 @torch.no_grad()
 def _ema_update(codebook: Any, vectors: torch.Tensor, indices: torch.Tensor, decay: float,
-                dead_threshold: float, generator: torch.Generator) -> int:
+                dead: torch.Tensor | None, generator: torch.Generator) -> int:
     """One online k-means step of a level's codebook (buffers of ``EncodecEuclideanCodebook``)
-    and the restart of codes used less than ``dead_threshold`` (EMA count); returns how many
-    were restarted. ``vectors`` (N, D) are the residuals the level saw, ``indices`` (N,).
-
-    The count is an EMA of assignments per step, so the threshold is per step: 0.02 = used less
-    than about once in 50 steps (EnCodec's 2 assumes batches of many thousand frames; here a
-    batch has 512 frames for 1,024 codes)."""
+    and the restart of its ``dead`` codes on random vectors of the batch; returns how many
+    were restarted. ``vectors`` (N, D) are the residuals the level saw, ``indices`` (N,)."""
     k = codebook.embed.shape[0]
     onehot = F.one_hot(indices, k).type(vectors.dtype)  # (N, K)
     codebook.cluster_size.mul_(decay).add_(onehot.sum(0), alpha=1 - decay)
@@ -143,41 +165,43 @@ def _ema_update(codebook: Any, vectors: torch.Tensor, indices: torch.Tensor, dec
     n = codebook.cluster_size.sum()
     smoothed = (codebook.cluster_size + 1e-5) / (n + k * 1e-5) * n  # Laplace smoothing
     codebook.embed.copy_(codebook.embed_avg / smoothed[:, None])
-    dead = codebook.cluster_size < dead_threshold
-    n_dead = int(dead.sum())
+    n_dead = 0 if dead is None else int(dead.sum())
     if n_dead:
         pick = torch.randint(0, vectors.shape[0], (n_dead,), generator=generator)
         fresh = vectors[pick.to(vectors.device)]
+        size = codebook.cluster_size[~dead].mean() if bool((~dead).any()) else 1.0
         codebook.embed[dead] = fresh
-        codebook.embed_avg[dead] = fresh  # a count of one: it has about 400 steps to be used
-        codebook.cluster_size[dead] = 1.0
+        codebook.embed_avg[dead] = fresh * size
+        codebook.cluster_size[dead] = size
     return n_dead
 
 
-def quantize_train(quantizer: Any, embeddings: torch.Tensor, n_levels: int, update: bool,
-                   decay: float = 0.99, dead_threshold: float = 0.02,
+def quantize_train(quantizer: Any, embeddings: torch.Tensor, n_levels: int,
+                   usage: CodeUsage | None = None, decay: float = 0.99,
                    generator: torch.Generator | None = None
                    ) -> tuple[torch.Tensor, torch.Tensor, int]:
     """Residual VQ of encoder output (B, D, F) with the first ``n_levels`` levels: returns the
     quantized embeddings with a straight-through gradient (B, D, F), the commitment loss (sum
     over levels of the mean squared distance of each residual to its code) and the number of
-    codes restarted."""
+    codes restarted. With ``usage`` the codebooks learn (EMA k-means + dead-code restarts);
+    without, they stay as they are."""
     b, d, f = embeddings.shape
     residual = embeddings.permute(0, 2, 1).reshape(-1, d)  # (B*F, D)
     quantized = torch.zeros_like(residual)
     commit = embeddings.new_zeros(())
     restarted = 0
     generator = generator or torch.Generator().manual_seed(0)
-    for layer in quantizer.layers[:n_levels]:
+    for level, layer in enumerate(quantizer.layers[:n_levels]):
         book = layer.codebook
         with torch.no_grad():
             distance = torch.cdist(residual.detach(), book.embed)  # (N, K)
             index = distance.argmin(dim=1)
         code = book.embed[index]  # (N, D), a buffer: no gradient
         commit = commit + F.mse_loss(residual, code)
-        if update:
-            restarted += _ema_update(book, residual.detach(), index, decay, dead_threshold,
-                                     generator)
+        if usage is not None:
+            dead = usage.update(level, index)
+            restarted += _ema_update(book, residual.detach(), index, decay, dead, generator)
+            usage.revive(level, dead)
         quantized = quantized + code
         residual = residual - code
     flat = embeddings.permute(0, 2, 1).reshape(-1, d)
@@ -231,7 +255,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--crop", type=int, default=5_120,
                    help="training crop in samples (a multiple of the hop, 320)")
-    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--lr", type=float, default=5e-4)
+    p.add_argument("--ae-warmup", type=int, default=300,
+                   help="steps as a plain autoencoder before the codebooks start (k-means on "
+                        "the warmed-up encoder's output): codebooks started on a random encoder "
+                        "collapse onto one code as the encoder moves")
     p.add_argument("--warmup", type=int, default=200)
     p.add_argument("--filters", type=int, default=ARCHITECTURE["num_filters"])
     p.add_argument("--commit", type=float, default=1.0, help="commitment loss weight")
@@ -265,6 +293,7 @@ def export(model: torch.nn.Module, args: argparse.Namespace, step: int, seconds:
         {"model_id": MODEL_ID, "step": step, "steps": args.steps, "batch": args.batch,
          "crop_samples": args.crop, "lr": args.lr, "filters": args.filters,
          "commit": args.commit, "wave": args.wave, "decay": args.decay, "seed": args.seed,
+         "ae_warmup": args.ae_warmup,
          "spectral_scales": SPECTRAL_SCALES, "quantizer_dropout": "uniform 1..levels",
          "train_seconds": round(seconds, 1), "history": history}, indent=2) + "\n")
     return out
@@ -288,15 +317,13 @@ def main(model_id: str, argv: list[str]) -> int:
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr, betas=(0.5, 0.9))
     generator = torch.Generator().manual_seed(args.seed)
     Path(args.run).mkdir(parents=True, exist_ok=True)
+    usage = CodeUsage(levels, int(model.config.codebook_size)).to(device)
     start, elapsed, history = 0, 0.0, []
     if args.resume:
-        state = load_checkpoint(ckpt, {"codec": model}, {"adam": optimizer})
+        state = load_checkpoint(ckpt, {"codec": model, "usage": usage}, {"adam": optimizer})
         start, elapsed = int(state["step"]), float(state["elapsed"])
         history = list(state.get("history", []))
         log.info("resumed from step %d", start)
-    else:
-        x = torch.from_numpy(crops_for_step(args.seed + 17, 0, 4 * args.batch, args.crop))
-        init_codebooks(model, x[:, None].to(device), generator)
     history.append({"from_step": start, "command": args.command})
     params = sum(p.numel() for p in model.parameters())
     log.info("%s: %.2f M parameters, %d levels x %d codes, %g frames/s, batch %d x %d samples",
@@ -308,7 +335,7 @@ def main(model_id: str, argv: list[str]) -> int:
 
     def save(step: int) -> None:
         seconds = elapsed + time.perf_counter() - t0
-        save_checkpoint(ckpt, {"codec": model}, {"adam": optimizer},
+        save_checkpoint(ckpt, {"codec": model, "usage": usage}, {"adam": optimizer},
                         {"step": step, "elapsed": seconds, "history": history})
         export(model, args, step, seconds, history)
 
@@ -318,11 +345,19 @@ def main(model_id: str, argv: list[str]) -> int:
             group["lr"] = lr_at(step, args.steps, args.lr, args.warmup)
         x = torch.from_numpy(crops_for_step(args.seed, step, args.batch, args.crop))
         x = x[:, None].to(device)  # (B, 1, N)
+        if step == args.ae_warmup:
+            init = torch.from_numpy(crops_for_step(args.seed + 17, step, 4 * args.batch,
+                                                   args.crop))
+            init_codebooks(model, init[:, None].to(device), generator)
+            log.info("step %d: codebooks started by k-means on the encoder's output", step)
         n_levels = int(np.random.default_rng([args.seed, step, 3]).integers(1, levels + 1))
         generator.manual_seed(args.seed * 7919 + step)
         e = model.encoder(x)  # (B, 64, F)
-        q, commit, restarted = quantize_train(model.quantizer, e, n_levels, update=True,
-                                              decay=args.decay, generator=generator)
+        if step < args.ae_warmup:  # a plain autoencoder first
+            q, commit, restarted = e, e.new_zeros(()), 0
+        else:
+            q, commit, restarted = quantize_train(model.quantizer, e, n_levels, usage,
+                                                  decay=args.decay, generator=generator)
         y = model.decoder(q)[..., : x.shape[-1]]  # (B, 1, N)
         wave = F.l1_loss(y, x)
         spec = spectral(y, x)
