@@ -29,21 +29,12 @@ import numpy as np
 import torch
 
 from mmstudio.errors import UserError
-from mmstudio.worlds import audio, sounds
+from mmstudio.worlds import sounds
 from mmstudio.worlds.datasets import EVAL_SEED, eval_set
 
 TARGETS = {"agreement_seen": 0.95, "agreement_held_out": 0.90}
 CARD_START, CARD_END = "<!-- metrics:start -->", "<!-- metrics:end -->"
 BATCH = 60
-ACTIVE_DB = 40.0
-DB_PER_NEPER = 10.0 / np.log(10.0)  # natural-log power -> dB
-
-
-def _mel_distance_db(original: np.ndarray, decoded: np.ndarray) -> float:
-    a, b = audio.mel_spectrogram(original), audio.mel_spectrogram(decoded)  # (64, T)
-    loudness = a.max(axis=0)  # (T,)
-    active = loudness >= loudness.max() - ACTIVE_DB / DB_PER_NEPER
-    return float(np.abs(a - b)[:, active].mean() * DB_PER_NEPER)
 
 
 def _share(flags: np.ndarray) -> float:
@@ -70,7 +61,8 @@ def evaluate_codec(model: Any, n: int = 360, seed: int = EVAL_SEED) -> dict[str,
                                                length=clips.shape[1])
                                   for i in range(0, n, BATCH)])
         agree = np.array([sounds.describe(d) == t for d, t in zip(decoded, truth, strict=True)])
-        distance = np.array([_mel_distance_db(c, d) for c, d in zip(clips, decoded, strict=True)])
+        distance = np.array([codec.mel_distance_db(c, d)
+                             for c, d in zip(clips, decoded, strict=True)])
         ladder.append({"levels": k, "bitrate": info.bitrate(k),
                        "agreement": _share(agree), "agreement_seen": _share(agree[~held]),
                        "agreement_held_out": _share(agree[held]),

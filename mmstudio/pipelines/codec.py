@@ -182,3 +182,48 @@ def reconstruct(model: Any, tokens: SoundTokens, k: int | None = None,
     own by default), optionally dropping levels (``keep``); at the codec's rate."""
     return decode(model, tokens.codes if codes is None else codes, k=k, keep=keep,
                   length=len(tokens.audio))
+
+
+ACTIVE_DB = 40.0  # spectral distances look at frames within this of the original's loudest
+DB_PER_NEPER = 10.0 / math.log(10.0)  # natural-log power -> dB
+
+
+def mel_distance_db(original: np.ndarray, decoded: np.ndarray) -> float:
+    """Mean absolute difference of the analyzer's log-mel spectrograms (16 kHz clips of equal
+    length), in dB of power, over the frames where the original sounds (within 40 dB of its
+    loudest frame), so that silence does not dilute it."""
+    from mmstudio.worlds import audio
+
+    a, b = audio.mel_spectrogram(original), audio.mel_spectrogram(decoded)  # (64, T)
+    loudness = a.max(axis=0)  # (T,)
+    active = loudness >= loudness.max() - ACTIVE_DB / DB_PER_NEPER
+    return float(np.abs(a - b)[:, active].mean() * DB_PER_NEPER)
+
+
+@dataclass(frozen=True)
+class LadderRow:
+    levels: int
+    bitrate: float  # bit/s
+    mel_distance_db: float
+    read: Any  # what the sounds analyzer reads from the reconstruction (SoundAttrs)
+
+
+def to_16k(audio_at_codec_rate: np.ndarray, info: CodecInfo) -> np.ndarray:
+    return resample(audio_at_codec_rate, info.sample_rate, 16_000)
+
+
+def ladder(model: Any, tokens: SoundTokens, original_16k: np.ndarray,
+           analyze: bool = False) -> list[LadderRow]:
+    """Decode with 1, 2, ..., N levels: bitrate, distance to the original and (``analyze``: a
+    sounds-world clip) what the sounds analyzer reads from each reconstruction."""
+    from mmstudio.worlds import sounds
+
+    rows = []
+    n = len(original_16k)
+    for k in range(1, tokens.info.levels + 1):
+        decoded = to_16k(reconstruct(model, tokens, k=k), tokens.info)[:n]
+        decoded = np.pad(decoded, (0, n - len(decoded)))
+        rows.append(LadderRow(k, tokens.info.bitrate(k), mel_distance_db(original_16k, decoded),
+                              sounds.describe(decoded[:sounds.CLIP_SAMPLES])
+                              if analyze and n >= sounds.CLIP_SAMPLES else None))
+    return rows

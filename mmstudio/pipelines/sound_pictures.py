@@ -321,3 +321,72 @@ def mel_picture(logmel: np.ndarray, seconds: float, width: int = WIDE,
     hi = max(float(np.max(logmel)), lo + 1.0)
     return spectrogram_picture(logmel, seconds, lo, hi, ticks, "Hz", _bar_ticks(lo, hi),
                                "ln power", width, height)
+
+
+GRID_ROW = 34  # pixels per codebook level in the token grid
+
+
+def code_colors(codes: np.ndarray, codebook_size: int) -> np.ndarray:
+    """(...,) code ids -> (..., 3) uint8: a fixed colour per id, neighbouring ids far apart
+    (hue by the golden ratio), so equal codes read as equal colours across the grid."""
+    ids = np.asarray(codes, np.int64) % max(codebook_size, 1)
+    hue = (ids * 0.6180339887) % 1.0
+    light = 0.45 + 0.2 * ((ids * 7) % 3) / 2  # three lightness steps
+    sat = 0.75
+    # HSL -> RGB, vectorised
+    c = (1 - np.abs(2 * light - 1)) * sat
+    h6 = hue * 6
+    x = c * (1 - np.abs(h6 % 2 - 1))
+    zero = np.zeros_like(c)
+    sector = np.floor(h6).astype(int) % 6
+    rgb = np.select([sector[..., None] == s for s in range(6)], [
+        np.stack([c, x, zero], -1), np.stack([x, c, zero], -1), np.stack([zero, c, x], -1),
+        np.stack([zero, x, c], -1), np.stack([x, zero, c], -1), np.stack([c, zero, x], -1)])
+    rgb = rgb + (light - c / 2)[..., None]
+    return (rgb * 255).round().clip(0, 255).astype(np.uint8)
+
+
+def token_grid_picture(codes: np.ndarray, frame_rate: float, codebook_size: int,
+                       width: int = WIDE, highlight: tuple[int, int] | None = None,
+                       dimmed: list[int] | None = None) -> np.ndarray:
+    """The codec's tokens: one row per residual level (level 1 on top: the coarsest), one column
+    per frame, each cell coloured by its code id (``code_colors``); ids written in the cells
+    when they are wide enough. ``highlight`` = (level, frame) outlined; ``dimmed`` levels are
+    drawn pale (dropped or replaced)."""
+    levels, frames = codes.shape
+    c = _Canvas(width, TOP + levels * GRID_ROW + BOTTOM, RIGHT)
+    colors = code_colors(codes, codebook_size)  # (L, F, 3)
+    for level in dimmed or []:
+        colors[level] = (colors[level].astype(np.int32) // 4 + 190).astype(np.uint8)
+    cell = c.pw / frames
+    xs = [c.x0 + round(f * cell) for f in range(frames + 1)]
+    for level in range(levels):
+        y0 = c.y0 + level * GRID_ROW
+        for f in range(frames):
+            c.draw.rectangle((xs[f], y0, max(xs[f], xs[f + 1] - 1), y0 + GRID_ROW - 2),
+                             fill=tuple(int(v) for v in colors[level, f]))
+            if cell >= 26:
+                c.draw.text(((xs[f] + xs[f + 1]) / 2, y0 + GRID_ROW / 2 - 1),
+                            str(int(codes[level, f])), fill=(255, 255, 255), font=c.small,
+                            anchor="mm")
+        c.draw.text((c.x0 - 8, y0 + GRID_ROW / 2), f"level {level + 1}", fill=INK,
+                    font=c.font, anchor="rm")
+    if highlight is not None:
+        level, f = highlight
+        if 0 <= level < levels and 0 <= f < frames:
+            y0 = c.y0 + level * GRID_ROW
+            c.draw.rectangle((xs[f] - 2, y0 - 2, xs[f + 1] + 1, y0 + GRID_ROW), outline=INK,
+                             width=2)
+    c.time_axis(0.0, frames / frame_rate, grid=False)
+    c.frame()
+    return c.array()
+
+
+def grid_cell(x: float, y: float, levels: int, frames: int, width: int = WIDE) -> tuple[int, int]:
+    """The (level, frame) under pixel (x, y) of ``token_grid_picture``; (-1, -1) outside."""
+    x0, x1 = LEFT, width - RIGHT - 1
+    f = int((x - x0) / (x1 - x0 + 1) * frames)
+    level = int((y - TOP) // GRID_ROW)
+    if 0 <= f < frames and 0 <= level < levels:
+        return level, f
+    return -1, -1

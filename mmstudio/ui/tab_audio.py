@@ -38,6 +38,7 @@ from mmstudio.manager import ModelManager
 from mmstudio.pipelines import sound as snd
 from mmstudio.pipelines import sound_pictures as pics
 from mmstudio.ui import downloads
+from mmstudio.ui.audio_codec import codec_section
 from mmstudio.ui.common import explain, gr, user_errors
 from mmstudio.worlds import audio
 from mmstudio.worlds.media import write_wav
@@ -187,7 +188,7 @@ def on_zoom(sound: snd.Sound | None, centre_s: float | None,
 
 #: Builders of the tab's further sections, called in order after the representations, each as
 #: ``section(manager, sound_state)`` (see the module docstring).
-SECTIONS: list[Callable[[ModelManager, gr.State], None]] = []
+SECTIONS: list[Callable[[ModelManager, gr.State], None]] = [codec_section]
 
 
 def _picture(caption: str, elem_id: str, value: np.ndarray) -> gr.Image:
