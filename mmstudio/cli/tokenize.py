@@ -1,9 +1,14 @@
-"""`python -m mmstudio tokenize --model ID IMAGE... --out DIR [--json]`: images -> token grids.
+"""`python -m mmstudio tokenize --model ID FILE... --out DIR [--json]`: images -> token grids, or
+sounds -> codec tokens.
 
 For each image (any number; they run 64 per forward pass): convert it to the model's input (RGB,
 square, its resolution; the notes say what was done), tokenize, decode, write
 ``DIR/<name>.recon.png`` (the reconstruction at the model's resolution) and print the token grid
-(a list of lists), the PSNR and the codebook usage.
+(a list of lists), the PSNR and the codebook usage. With an audio codec (``--model
+sounds-codec``, ``facebook/encodec_24khz``) the files are sounds (WAV, FLAC, MP3, OGG; converted to
+16 kHz mono, then to the codec's rate): ``DIR/<name>.recon.wav`` (all levels) and
+``DIR/<name>.recon-k<k>.wav`` for each level count k, and the codes (levels x frames) with the
+bitrate and the distance to the original of each k.
 """
 
 from __future__ import annotations
@@ -22,7 +27,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="turn images into codebook tokens with a VQ model and decode them back",
         description=__doc__.split("\n\n")[1].replace("``", "`"),
     )
-    parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files (any size/mode)")
+    parser.add_argument("images", nargs="+", metavar="FILE",
+                        help="image files (any size/mode), or sound files for an audio codec")
     parser.add_argument("--model", default=None,
                         help="catalog id of a tokenize model (default: the settings' default, "
                              "shapes-vqvae); see `python -m mmstudio models --task tokenize`")
@@ -39,12 +45,15 @@ def run(args: argparse.Namespace) -> int:
     manager = ModelManager()
     model_id = args.model or manager.catalog.default_for("tokenize")
     spec = manager.catalog.get(model_id)
-    if "tokenize" not in spec.tasks:
+    if "tokenize" not in spec.tasks and "audio_codec" not in spec.tasks:
+        choices = manager.catalog.for_task("tokenize") + manager.catalog.for_task("audio_codec")
         raise UserError(f"'{model_id}' is not a tokenize model; choose one of: "
-                        f"{', '.join(s.id for s in manager.catalog.for_task('tokenize'))}")
+                        f"{', '.join(s.id for s in choices)}")
     if args.out.exists() and not args.out.is_dir():
         raise UserError(f"--out {args.out} exists and is not a folder")
     args.out.mkdir(parents=True, exist_ok=True)
+    if "audio_codec" in spec.tasks:
+        return run_audio(manager, model_id, args)
     records, failed = [], 0
     paths = [Path(name) for name in args.images]
     with manager.use(model_id) as loaded:  # any number of images, BATCH per forward pass
@@ -60,6 +69,53 @@ def run(args: argparse.Namespace) -> int:
             records.append(record)
             if not args.json:
                 _print_record(record)
+    if args.json:
+        print(json.dumps(records))
+    return 2 if failed else 0
+
+
+def run_audio(manager, model_id: str, args: argparse.Namespace) -> int:
+    """Sounds through an audio codec: the reconstructions per level count and the codes."""
+    from mmstudio.pipelines import codec
+    from mmstudio.pipelines.sound import load_sound
+    from mmstudio.worlds.media import write_wav
+
+    records, failed = [], 0
+    with manager.use(model_id) as loaded:
+        model = loaded["model"]
+        for name in args.images:
+            path = Path(name)
+            try:
+                sound = load_sound(path)
+            except UserError as exc:
+                failed += 1
+                print(f"error: {path}: {exc}", file=sys.stderr)
+                continue
+            tokens = codec.tokenize_sound(model, sound.audio, sound.sample_rate)
+            rate = tokens.info.sample_rate
+            full = write_wav(codec.reconstruct(model, tokens), args.out / f"{path.stem}.recon.wav",
+                             rate)
+            per_k = []
+            for row in codec.ladder(model, tokens, sound.audio):
+                y = codec.reconstruct(model, tokens, k=row.levels)
+                out = write_wav(y, args.out / f"{path.stem}.recon-k{row.levels}.wav", rate)
+                per_k.append({"levels": row.levels, "bitrate": row.bitrate, "file": str(out),
+                              "mel_distance_db": round(row.mel_distance_db, 3)})
+            record = {"audio": str(path), "model": model_id, "reconstruction": str(full),
+                      "notes": sound.notes + tokens.notes, "sample_rate": rate,
+                      "frame_rate": tokens.info.frame_rate, "levels": tokens.info.levels,
+                      "codebook_size": tokens.info.codebook_size, "frames": tokens.frames,
+                      "ladder": per_k, "codes": tokens.codes.tolist()}
+            records.append(record)
+            if not args.json:
+                print(f"{path} -> {full}")
+                for note in record["notes"]:
+                    print(f"  note: {note}")
+                print(f"  {tokens.arithmetic()}")
+                for row in per_k:
+                    print(f"  k={row['levels']}: {row['bitrate'] / 1000:g} kbit/s, "
+                          f"{row['mel_distance_db']:.2f} dB from the original -> {row['file']}")
+                print(f"  codes: {json.dumps(record['codes'])}")
     if args.json:
         print(json.dumps(records))
     return 2 if failed else 0
