@@ -254,3 +254,43 @@ def make_encodec(folder: Path, sampling_rate: int = 24_000) -> Path:
     model.save_pretrained(folder, safe_serialization=True)
     EncodecFeatureExtractor(feature_size=1, sampling_rate=sampling_rate).save_pretrained(folder)
     return folder
+
+
+def make_clap(folder: Path) -> Path:
+    """A transformers ``ClapModel`` in ``laion/clap-htsat-unfused``'s layout (HTS-AT audio tower,
+    RoBERTa text tower, ``ClapProcessor`` at 48 kHz with its unfused truncation) with a few
+    channels, a byte-level tokenizer of 261 tokens and clips of up to 2 s (the hub model takes
+    10 s: its Swin input is 256 wide; 128 here)."""
+    from transformers import (
+        ClapConfig,
+        ClapFeatureExtractor,
+        ClapModel,
+        ClapProcessor,
+        RobertaTokenizer,
+    )
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    vocab = {"<s>": 0, "<pad>": 1, "</s>": 2, "<unk>": 3}
+    for char in bytes_to_unicode().values():
+        vocab.setdefault(char, len(vocab))
+    vocab["<mask>"] = len(vocab)
+    (folder / "vocab.json").write_text(json.dumps(vocab))
+    (folder / "merges.txt").write_text("#version: 0.2\n")
+    tokenizer = RobertaTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"))
+    torch.manual_seed(0)
+    config = ClapConfig(
+        text_config=dict(vocab_size=len(vocab), hidden_size=16, num_hidden_layers=1,
+                         num_attention_heads=2, intermediate_size=32,
+                         max_position_embeddings=80, projection_dim=16),
+        audio_config=dict(spec_size=128, num_mel_bins=64, patch_embeds_hidden_size=8,
+                          hidden_size=16, depths=[1, 1], num_attention_heads=[1, 2],
+                          window_size=4, projection_dim=16, enable_fusion=False),
+        projection_dim=16)
+    ClapModel(config).eval().save_pretrained(folder, safe_serialization=True)
+    features = ClapFeatureExtractor(feature_size=64, sampling_rate=48_000, hop_length=480,
+                                    max_length_s=2, fft_window_size=1024,
+                                    truncation="rand_trunc", padding="repeatpad")
+    ClapProcessor(feature_extractor=features, tokenizer=tokenizer).save_pretrained(folder)
+    return folder

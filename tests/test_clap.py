@@ -74,3 +74,26 @@ def test_resume_needs_a_checkpoint(tmp_path: Path) -> None:
 
     with pytest.raises(UserError, match="no checkpoint"):
         train_clap.main("sounds-clap", ["--run", str(tmp_path / "none"), "--resume"])
+
+
+def test_hub_clap_htsat_unfused_layout(tmp_path: Path, offline_settings) -> None:
+    from mmstudio.catalog import Catalog
+    from mmstudio.devices import DeviceInfo
+    from mmstudio.manager import ModelManager
+    from tests import tiny_models
+
+    folder = tiny_models.make_clap(tmp_path / "build" / "clap")
+    tiny_models.install_in_hub_cache(folder, "laion/clap-htsat-unfused",
+                                     offline_settings.hub_cache)
+    manager = ModelManager(offline_settings, Catalog.load(offline_settings),
+                           devices=[DeviceInfo("cpu", 8 * 10**9, 8 * 10**9)])
+    with manager.use("laion/clap-htsat-unfused") as loaded:
+        model = sound_align.ClapModel.from_loaded(loaded)
+        assert model.kind == "transformers" and model.sample_rate == 48_000
+        a = model.embed_audio(clips(3))  # 16 kHz clips, resampled to 48 kHz by the wrapper
+        t = model.embed_texts(["one long note of a low sine wave", "three short beeps"])
+        assert a.shape == (3, 16) and t.shape == (2, 16)
+        torch.testing.assert_close(a.norm(dim=1), torch.ones(3))
+        np.testing.assert_array_equal(a.numpy(), model.embed_audio(clips(3)).numpy())
+        best, probs = sound_align.zero_shot_captions(model, clips(2))
+        assert probs.shape == (2, 36) and len(best) == 2
