@@ -1,14 +1,22 @@
 """`python -m mmstudio similarity --model ID --images PATH... --texts TEXT... [--json]`: the images
-x texts cosine similarity matrix and, per image, the softmax over the texts (CLIP)."""
+x texts cosine similarity matrix and, per image, the softmax over the texts (CLIP).
+
+With an audio-text model (catalog task ``audio_similarity``: sounds-clap, LAION's CLAP) the same
+for sounds: `similarity --model sounds-clap --audio a.wav b.wav --texts T1 T2 [--json]` (any sound
+file, converted to 16 kHz mono; ``--render`` then renders sounds-world captions)."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import time
+from typing import TYPE_CHECKING
 
 from mmstudio.cli import note
 from mmstudio.errors import UserError
+
+if TYPE_CHECKING:
+    from mmstudio.pipelines import align
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -20,10 +28,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--model", default=None,
                         help="catalog id of an open_clip model (default: the similarity default, "
-                        "shapes-clip)")
+                        "shapes-clip), or of an audio-text model for --audio (sounds-clap)")
     parser.add_argument("--images", nargs="+", default=[], metavar="PATH", help="image files")
+    parser.add_argument("--audio", nargs="+", default=[], metavar="PATH",
+                        help="sound files (WAV, FLAC, MP3, OGG, M4A...), compared with an "
+                        "audio-text model (default: the audio_similarity default, sounds-clap)")
     parser.add_argument("--render", nargs="+", default=[], metavar="CAPTION",
-                        help="also compare shapes-world images rendered from these captions")
+                        help="also compare world renders of these captions: shapes images, or "
+                        "sounds clips with an audio-text model")
     parser.add_argument("--seed", type=int, default=0, help="seed for --render (default 0)")
     parser.add_argument("--texts", nargs="+", default=[], metavar="TEXT", help="texts")
     parser.add_argument("--json", action="store_true", help="print JSON")
@@ -62,12 +74,27 @@ def render_captions(captions: list[str], seed: int) -> list:
     return images
 
 
+def _is_audio(args: argparse.Namespace) -> bool:
+    """Whether this is a sounds comparison: files given with --audio, or an audio-text model."""
+    if args.audio:
+        return True
+    if args.model is None:
+        return False
+    from mmstudio.catalog import Catalog
+    from mmstudio.config import Settings
+
+    catalog = Catalog.load(Settings.from_env())
+    return args.model in catalog and AUDIO_TASK in catalog.get(args.model).tasks
+
+
 def run(args: argparse.Namespace) -> int:
 
     from mmstudio.pipelines import align
 
     if args.bench:
         return bench(args.model, args.json)
+    if _is_audio(args):
+        return run_audio(args)
     sources = list(args.images) + render_captions(args.render, args.seed)
     names = list(args.images) + [f"render: {c}" for c in args.render]
     texts = align.check_texts(args.texts, limit=None)  # any number: embedded in batches
@@ -78,24 +105,66 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps({"model": clip.model_id, "images": names, **result.sim.to_dict(),
                           "notes": result.notes}, indent=2))
         return 0
-    sim = result.sim
-    print(f"model {clip.model_id}; logit scale {sim.logit_scale:.2f} "
+    print_matrices(clip.model_id, result.sim, names, result.notes, "I", "image")
+    return 0
+
+
+def print_matrices(model_id: str, sim: align.Similarity, names: list[str], notes: list[str],
+                   tag: str, item: str) -> None:
+    """The table output: the items (``tag`` + number) and texts, both matrices, each item's
+    best text."""
+    texts = sim.texts
+    print(f"model {model_id}; logit scale {sim.logit_scale:.2f} "
           "(softmax over texts of cosine x scale)")
     for i, name in enumerate(names):
-        print(f"  I{i + 1}: {name}")
+        print(f"  {tag}{i + 1}: {name}")
     for j, text in enumerate(texts):
         print(f"  T{j + 1}: {text}")
     header = " ".join(f"{'T' + str(j + 1):>6}" for j in range(len(texts)))
     for title, matrix in (("cosine similarity", sim.cosine),
-                          ("softmax over texts (per image)", sim.probs)):
+                          (f"softmax over texts (per {item})", sim.probs)):
         print(f"\n{title}\n{'':6} {header}")
         for i, row in enumerate(matrix):
-            print(f"{'I' + str(i + 1):<6} " + " ".join(f"{v:6.3f}" for v in row))
+            print(f"{tag + str(i + 1):<6} " + " ".join(f"{v:6.3f}" for v in row))
     print()
     for i, (best, row) in enumerate(zip(sim.best_text, sim.probs, strict=True)):
-        print(f"I{i + 1} -> T{best + 1} '{texts[best]}' (p = {row[best]:.3f})")
-    for remark in result.notes:
+        print(f"{tag}{i + 1} -> T{best + 1} '{texts[best]}' (p = {row[best]:.3f})")
+    for remark in notes:
         print(f"note: {remark}")
+
+
+AUDIO_TASK = "audio_similarity"
+
+
+def run_audio(args: argparse.Namespace) -> int:
+    """Sound files (and sounds-world renders) x texts with an audio-text model."""
+    from mmstudio.manager import ModelManager
+    from mmstudio.pipelines import align
+    from mmstudio.pipelines import sound_align as sa
+
+    if args.images:
+        raise UserError("--images and --audio can't be mixed: a model compares either images "
+                        "or sounds with texts")
+    manager = ModelManager()
+    model_id = args.model or manager.catalog.default_for(AUDIO_TASK)
+    if AUDIO_TASK not in manager.catalog.get(model_id).tasks:
+        raise UserError(f"'{model_id}' is not an audio-text model; try "
+                        f"{', '.join(s.id for s in manager.catalog.for_task(AUDIO_TASK))}")
+    texts = align.check_texts(args.texts, limit=None)  # any number: embedded in batches
+    clips = sa.load_clips(args.audio)  # input errors before the model loads
+    clips += sa.render_clips(args.render, args.seed, what="caption")
+    if not clips:
+        raise UserError("no clips given: name sound files with --audio or sounds captions with "
+                        "--render")
+    names = list(args.audio) + [f"render: {c}" for c in args.render if c.strip()]
+    note(manager.catalog.unknown_words_message(model_id, texts))
+    clap = sa.ClapModel.from_loaded(manager.get(model_id))
+    result = sa.compare_audio(clap, clips, texts, max_texts=None)
+    if args.json:
+        print(json.dumps({"model": clap.model_id, "clips": names, **result.sim.to_dict(),
+                          "true_text": result.truth, "notes": result.notes}, indent=2))
+        return 0
+    print_matrices(clap.model_id, result.sim, names, result.notes, "C", "clip")
     return 0
 
 

@@ -1,4 +1,5 @@
-"""The Similarity tab: images and texts in one CLIP embedding space.
+"""The Similarity tab: images and texts in one CLIP embedding space (and, in its second sub-tab,
+sounds and captions in one CLAP space: ``mmstudio.ui.similarity_audio``).
 
 ``build(manager)`` fills the enclosing ``gr.Tab``. The work is done by ``mmstudio.pipelines.align``
 (no gradio); the handlers here collect the inputs, call it and draw matplotlib figures.
@@ -380,7 +381,18 @@ class SimilarityTab:
 
 
 def build(manager: ModelManager) -> None:
-    """Create the tab's content inside the caller's ``gr.Tab("Similarity")``."""
+    """Create the tab's content inside the caller's ``gr.Tab("Similarity")``: images and texts
+    (CLIP), then sounds and captions (CLAP, ``similarity_audio``), each in its own sub-tab."""
+    from mmstudio.ui import similarity_audio
+
+    with gr.Tab("Images and texts (CLIP)", elem_id="similarity-images-tab"):
+        build_images(manager)
+    with gr.Tab("Sounds and captions (CLAP)", elem_id="similarity-audio-tab"):
+        similarity_audio.build(manager)
+
+
+def build_images(manager: ModelManager) -> None:
+    """The images and texts part."""
     tab = SimilarityTab(manager)
     default = manager.settings.default_models.get("similarity", "shapes-clip")
     choices = model_choices(manager)
