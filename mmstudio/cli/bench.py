@@ -18,6 +18,15 @@ PNG the way gradio sends them): the first call of a fresh process, calls with ne
     python -m mmstudio bench denoise [--model ID] [--steps 25] [--runs 5] [--threads N] [--json]
     python -m mmstudio bench similarity [--model shapes-clip] [--images 50] [--texts 20]
     python -m mmstudio bench load [--clients 16[,32]] [--seconds 180] [--steps 25]
+    python -m mmstudio bench codec [--model sounds-codec] [--runs 5]
+    python -m mmstudio bench clap [--model sounds-clap] [--clips 50] [--runs 5]
+
+``bench codec`` times encode + decode of 1 s of audio with the default audio codec (catalog task
+``audio_codec``), all levels, against a target of 50 ms per second of audio on a CPU.
+``bench clap`` times the similarity of ``--clips`` sounds-world clips x the 36 sounds captions with
+embeddings computed (a fresh cache each run; target 2 s), then the Similarity tab's sounds answer
+for them (zero-shot, retrieval over the 36 renders too, map, every picture PNG-encoded) and the
+cached matrix.
 
 ``bench load`` serves the app and drives it from many clients at once: see ``bench_load``.
 """
@@ -37,14 +46,16 @@ from typing import Any
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "bench", help="measure performance (denoise, similarity, dit, load)")
-    parser.add_argument("what", choices=["denoise", "similarity", "dit", "load"])
+        "bench", help="measure performance (denoise, similarity, dit, load, codec, clap)")
+    parser.add_argument("what", choices=["denoise", "similarity", "dit", "load", "codec", "clap"])
     parser.add_argument("--model", default=None, help="default: the task's default model")
     parser.add_argument("--steps", type=int, default=25, help="denoise: sampling steps")
     parser.add_argument("--scheduler", default="ddim", help="denoise: scheduler")
     parser.add_argument("--runs", type=int, default=5, help="timed runs (median reported)")
     parser.add_argument("--images", type=int, default=50, help="similarity: images")
     parser.add_argument("--texts", type=int, default=20, help="similarity: texts")
+    parser.add_argument("--clips", type=int, default=50,
+                        help="clap: clips (x the 36 sounds captions)")
     parser.add_argument("--threads", type=int, default=0,
                         help="0: the studio's default (MMSTUDIO_THREADS, else cores - 1)")
     parser.add_argument("--clients", default="16",
@@ -234,6 +245,15 @@ def run_bench(args: argparse.Namespace) -> int:
         return 0
     if args.what == "dit":
         return bench_dit(args)
+    if args.what in ("codec", "clap"):
+        figures = bench_codec(args) if args.what == "codec" else bench_clap(args)
+        if args.json:
+            print(json.dumps(figures, indent=2))
+        elif args.what == "codec":
+            print_codec(figures)
+        else:
+            print_clap(figures)
+        return 0
     if args.what == "similarity":
         figures = bench_similarity(args)
         if args.json:
@@ -299,3 +319,153 @@ def bench_dit(args: argparse.Namespace) -> int:
     print(f"  attention capture: {captured * 1000:.0f} ms vs plain {plain * 1000:.0f} ms "
           f"({figures['capture_overhead']:.2f}x)")
     return 0
+
+
+# ------------------------------------------------------------------------------------ audio
+CODEC_TARGET_MS = 50.0  # per second of audio, encode + decode, on a CPU
+CLAP_TARGET_S = 2.0  # 50 clips x 36 captions, embeddings computed
+
+
+def _model_for(manager: Any, task: str, model_id: str | None, what: str) -> str:
+    """The model to bench: ``model_id`` or the task's default, loaded (a missing model says so
+    with the manager's reason, as every bench does)."""
+    from mmstudio.errors import UserError
+
+    model_id = model_id or manager.catalog.default_for(task)
+    if model_id is None:
+        raise UserError(f"the catalog has no {what}")
+    if task not in manager.catalog.get(model_id).tasks:
+        raise UserError(f"'{model_id}' is not {what}; try "
+                        f"{', '.join(s.id for s in manager.catalog.for_task(task))}")
+    manager.get(model_id)
+    return model_id
+
+
+def _verdict(value: float, target: float) -> str:
+    return "met" if value <= target else "missed"
+
+
+def bench_codec(args: argparse.Namespace) -> dict[str, Any]:
+    """Encode + decode of one second of a sounds-world clip, every level, median of ``--runs``."""
+    import torch
+
+    from mmstudio.manager import ModelManager
+    from mmstudio.pipelines import codec
+    from mmstudio.pipelines.sound import render_sound
+
+    manager = ModelManager()
+    start = time.perf_counter()
+    model_id = _model_for(manager, "audio_codec", args.model, "an audio codec")
+    load = time.perf_counter() - start
+    sound = render_sound("three short beeps of a mid square wave", 0)  # 1.0 s at 16 kHz
+    with manager.use(model_id) as loaded:
+        model = loaded["model"]
+        tokens = codec.tokenize_sound(model, sound.audio, sound.sample_rate)
+        encode = _median_seconds(
+            lambda: codec.tokenize_sound(model, sound.audio, sound.sample_rate), args.runs)
+        decode = _median_seconds(lambda: codec.reconstruct(model, tokens), args.runs)
+        both = _median_seconds(lambda: codec.reconstruct(
+            model, codec.tokenize_sound(model, sound.audio, sound.sample_rate)), args.runs)
+        device = str(loaded.device)
+    per_second = both * 1000.0 / sound.seconds
+    return {
+        "model": model_id, "device": device, "threads": torch.get_num_threads(),
+        "runs": args.runs, "audio_s": sound.seconds, "sample_rate": tokens.info.sample_rate,
+        "levels": tokens.info.levels, "frames": tokens.frames, "load_s": round(load, 3),
+        "encode_ms": round(encode * 1000, 2), "decode_ms": round(decode * 1000, 2),
+        "encode_decode_ms": round(both * 1000, 2),
+        "ms_per_audio_s": round(per_second, 2), "target_ms_per_audio_s": CODEC_TARGET_MS,
+        "target": _verdict(per_second, CODEC_TARGET_MS) if device == "cpu" else "CPU target",
+    }
+
+
+def print_codec(f: dict[str, Any]) -> None:
+    print(f"codec bench: {f['model']} on {f['device']}, {f['threads']} threads, "
+          f"{f['audio_s']:.1f} s of audio -> {f['frames']} frames x {f['levels']} levels, "
+          f"median of {f['runs']} runs")
+    print(f"  model load        {f['load_s']:8.3f} s")
+    print(f"  encode            {f['encode_ms']:8.1f} ms")
+    print(f"  decode            {f['decode_ms']:8.1f} ms")
+    print(f"  encode + decode   {f['encode_decode_ms']:8.1f} ms = {f['ms_per_audio_s']:.1f} ms "
+          f"per second of audio (target <= {f['target_ms_per_audio_s']:g} ms on a CPU: "
+          f"{f['target']})")
+
+
+def bench_clap(args: argparse.Namespace) -> dict[str, Any]:
+    """``--clips`` world renders x the 36 sounds captions: the matrix with embeddings computed
+    (a fresh cache each run), cached, and the Similarity tab's whole sounds answer."""
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from mmstudio.errors import UserError
+    from mmstudio.manager import ModelManager
+    from mmstudio.pipelines import align
+    from mmstudio.pipelines import sound_align as sa
+    from mmstudio.ui import similarity_audio as ui
+    from mmstudio.worlds import sounds
+
+    if not 1 <= args.clips <= sa.MAX_CLIPS:
+        raise UserError(f"--clips must be from 1 to {sa.MAX_CLIPS} (one comparison of the tab)")
+    manager = ModelManager()
+    start = time.perf_counter()
+    model_id = _model_for(manager, "audio_similarity", args.model, "an audio-text model")
+    load = time.perf_counter() - start
+    texts = sa.sounds_captions()
+
+    def captions(seed: int) -> list[str]:
+        rng = np.random.default_rng(seed)
+        return [sounds.caption(sounds.sample_attrs(rng, "all")) for _ in range(args.clips)]
+
+    def matrix(seed: int, cache: align.EmbeddingCache) -> float:
+        clips = sa.render_clips(captions(seed), seed)
+        with manager.use(model_id) as loaded:
+            clap = sa.ClapModel.from_loaded(loaded)
+            start = time.perf_counter()
+            sa.compare_audio(clap, clips, texts, cache)
+            return time.perf_counter() - start
+
+    first = matrix(0, align.EmbeddingCache())
+    computed = [matrix(seed, align.EmbeddingCache()) for seed in range(1, args.runs + 1)]
+    shared = align.EmbeddingCache()
+    matrix(0, shared)
+    cached = [matrix(0, shared) for _ in range(args.runs)]
+
+    def answer(seed: int) -> float:
+        section = ui.AudioSimilarity(manager)  # its own cache: every embedding computed
+        start = time.perf_counter()
+        out = section.compare(model_id, "\n".join(captions(seed)), seed, None,
+                              "\n".join(texts), sa.CAPTIONS_SET, ui.DEFAULT_QUERY,
+                              "yours+sounds")
+        pictures = [out[2], out[4], out[-3]] + [p for p, _ in out[0]]
+        for picture in pictures:  # what gradio does with a numpy image
+            Image.fromarray(picture).save(io.BytesIO(), format="PNG")
+        return time.perf_counter() - start
+
+    answers = [answer(seed) for seed in range(1, args.runs + 1)]
+    computed_s = statistics.median(computed)
+    return {
+        "model": model_id, "threads": torch.get_num_threads(), "clips": args.clips,
+        "texts": len(texts), "runs": args.runs, "load_s": round(load, 3),
+        "first_s": round(first, 3), "computed_median_s": round(computed_s, 3),
+        "computed_max_s": round(max(computed), 3), "cached_median_s": round(
+            statistics.median(cached), 4),
+        "tab_answer_median_s": round(statistics.median(answers), 3),
+        "target_s": CLAP_TARGET_S, "target": _verdict(computed_s, CLAP_TARGET_S),
+    }
+
+
+def print_clap(f: dict[str, Any]) -> None:
+    print(f"clap bench: {f['model']}, {f['clips']} clips x {f['texts']} captions, "
+          f"{f['threads']} threads, median of {f['runs']} runs")
+    rows = [
+        ("model load", f"{f['load_s']:.3f} s"),
+        ("first matrix", f"{f['first_s']:.3f} s (cold process)"),
+        ("matrix, embeddings computed", f"{f['computed_median_s']:.3f} s (max "
+         f"{f['computed_max_s']:.3f} s; target <= {f['target_s']:g} s: {f['target']})"),
+        ("matrix, embeddings cached", f"{f['cached_median_s']:.4f} s"),
+        ("the tab's whole answer", f"{f['tab_answer_median_s']:.3f} s (embeddings computed, "
+         "zero-shot, retrieval, map, pictures as PNG)"),
+    ]
+    for name, value in rows:
+        print(f"  {name:<29}{value}")
