@@ -155,8 +155,14 @@ def test_browser_codec_grid_and_k(browser, codec_server: str,
         page.locator("#audio-render").click()
         numbers = page.locator("#codec-numbers")
         numbers.get_by_text("one long note of a mid sine wave").wait_for(timeout=TIMEOUT)
+        # the section sits far below the fold and gradio's images load lazily: bring it into
+        # view first (an image outside the viewport stays 0 x 0, "hidden", until scrolled to)
+        page.locator("#codec-grid").scroll_into_view_if_needed(timeout=TIMEOUT)
         grid = page.locator("#codec-grid img")
         grid.wait_for(timeout=TIMEOUT)
+        page.wait_for_function(
+            "() => { const i = document.querySelector('#codec-grid img');"
+            " return i && i.complete && i.naturalWidth > 0; }", timeout=TIMEOUT)
         box = grid.bounding_box()
         assert box and box["width"] >= 600
         # click a cell: its code is named
