@@ -197,6 +197,19 @@ def load_text_to_video(folder: Path, spec: ModelSpec, dtype: torch.dtype) -> Com
     return {"pipeline": TextToVideoSDPipeline.from_pretrained(folder, torch_dtype=dtype, **_SAFE)}
 
 
+def load_gpt_prior(folder: Path, spec: ModelSpec, dtype: torch.dtype) -> Components:
+    """A token prior folder (``shapes-gpt``): a transformers causal LM (``GPT2LMHeadModel``,
+    ``save_pretrained``), its ``token_stream.json`` (what each id means) and the catalog id of
+    the VQ model whose codes it writes (``vq.json``), loaded through the manager, shared."""
+    from transformers import AutoModelForCausalLM
+
+    from mmstudio.pipelines.token_prior import read_vq_id
+    from mmstudio.pipelines.token_stream import ImageTokenStream
+
+    gpt = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, **_SAFE).eval()
+    return {"gpt": gpt, "stream": ImageTokenStream.load(folder), "vq_id": read_vq_id(folder)}
+
+
 LOADERS: dict[str, Loader] = {
     "vq": load_vq,
     "open_clip": load_open_clip,
@@ -210,6 +223,7 @@ LOADERS: dict[str, Loader] = {
     "audioldm2": load_audioldm2,
     "encodec": load_encodec,
     "text_to_video": load_text_to_video,
+    "gpt_prior": load_gpt_prior,
 }
 
 

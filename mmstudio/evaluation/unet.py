@@ -19,6 +19,7 @@ import argparse
 import json
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -44,66 +45,98 @@ def parse_args(argv: list[str], model_id: str = "shapes-unet") -> argparse.Names
     return parser.parse_args(argv)
 
 
-def evaluate(manager: Any, model_id: str, args: argparse.Namespace) -> dict[str, Any]:
-    from mmstudio.pipelines.denoise import DenoiseSettings, denoiser_for, run
+#: ``generate(captions, seed)`` -> (len(captions), 32, 32, 3) uint8: image i made with seed
+#: ``seed + i`` (every generator the protocol measures, whatever its paradigm)
+Generate = Callable[[list[str], int], np.ndarray]
+
+
+def _share(values: list[bool]) -> float | None:
+    return round(float(np.mean(values)), 4) if values else None
+
+
+def adherence_hits(generate: Generate, prompts: list[Any], seed: int, batch: int
+                   ) -> dict[str, Any]:
+    """The full captions of ``prompts`` (complete attributes) generated ``batch`` at a time, chunk
+    ``b`` with seed ``seed + b``, and read back by the shapes analyzer."""
     from mmstudio.worlds import shapes
     from mmstudio.worlds.common import adherence, attribute_hits
+
+    hits: dict[str, list[bool]] = {"all": [], "held_out": [], "seen": []}
+    per_field: dict[str, list[bool]] = {f: [] for f in shapes.FIELDS}
+    for begin in range(0, len(prompts), batch):
+        chunk = prompts[begin: begin + batch]
+        images = generate([shapes.caption(a) for a in chunk], seed + begin)
+        for attrs, image in zip(chunk, images, strict=True):
+            described = shapes.describe(image)
+            ok = adherence(attrs, described)
+            hits["all"].append(ok)
+            hits["held_out" if shapes.is_held_out(attrs) else "seen"].append(ok)
+            for field, hit in attribute_hits(attrs, described).items():
+                per_field[field].append(hit)
+    return {
+        "samples": len(hits["all"]),
+        "held_out_samples": len(hits["held_out"]),
+        "adherence": _share(hits["all"]),
+        "adherence_seen": _share(hits["seen"]),
+        "adherence_held_out": _share(hits["held_out"]),
+        "attribute_accuracy": {f: _share(v) for f, v in per_field.items()},
+        # per prompt, in order: 1 = every attribute right (the prompt list is a prefix of a longer
+        # one, so a shorter re-measure can be checked against the start of this)
+        "hits": "".join("1" if ok else "0" for ok in hits["all"]),
+    }
+
+
+def diversity(generate: Generate, seeds: int, seed: int) -> dict[str, Any]:
+    """For a caption that leaves position and size free: the positions and sizes ``seeds``
+    samples cover."""
+    from mmstudio.worlds import shapes
+
+    described = [shapes.describe(image) for image in generate([DIVERSITY_CAPTION] * seeds, seed)]
+    positions = Counter(d.position for d in described if d.position)
+    sizes = Counter(d.size for d in described if d.size)
+    return {"diversity_caption": DIVERSITY_CAPTION, "diversity_seeds": seeds,
+            "positions_covered": len(positions), "sizes_covered": len(sizes),
+            "position_counts": dict(positions), "size_counts": dict(sizes)}
+
+
+def measure(generate: Generate, n: int, seed: int, batch: int, diversity_seeds: int
+            ) -> dict[str, Any]:
+    """The protocol: adherence over ``n`` evaluation prompts (every combination in turn,
+    held-out pairs included), then diversity; with the seconds the prompts took."""
+    from mmstudio.worlds import shapes
     from mmstudio.worlds.datasets import eval_attrs
+
+    start = time.perf_counter()
+    figures = adherence_hits(generate, eval_attrs(shapes, n, seed=seed + 20_240), seed, batch)
+    seconds = time.perf_counter() - start
+    return {**figures, **diversity(generate, diversity_seeds, seed + 1_000_000),
+            "seconds": round(seconds, 1)}
+
+
+def evaluate(manager: Any, model_id: str, args: argparse.Namespace) -> dict[str, Any]:
+    from mmstudio.pipelines.denoise import DenoiseSettings, denoiser_for, run
 
     spec = manager.catalog.get(model_id)
     guidance = spec.guidance if args.guidance is None else args.guidance
     with denoiser_for(manager, model_id) as denoiser:
-        prompts = eval_attrs(shapes, args.n, seed=args.seed + 20_240)
-        hits = {"all": [], "held_out": [], "seen": []}
-        per_field: dict[str, list[bool]] = {f: [] for f in shapes.FIELDS}
-        start = time.perf_counter()
-        for begin in range(0, len(prompts), args.batch):
-            chunk = prompts[begin: begin + args.batch]
-            settings = DenoiseSettings(tuple(shapes.caption(a) for a in chunk), steps=args.steps,
-                                       guidance=guidance, seed=args.seed + begin,
-                                       scheduler=args.scheduler)
-            result = run(denoiser, settings)
-            for attrs, image in zip(chunk, result.images, strict=True):
-                described = shapes.describe(image)
-                ok = adherence(attrs, described)
-                hits["all"].append(ok)
-                hits["held_out" if shapes.is_held_out(attrs) else "seen"].append(ok)
-                for field, hit in attribute_hits(attrs, described).items():
-                    per_field[field].append(hit)
-        seconds = time.perf_counter() - start
+        def generate(captions: list[str], seed: int) -> np.ndarray:
+            settings = DenoiseSettings(tuple(captions), steps=args.steps, guidance=guidance,
+                                       seed=seed, scheduler=args.scheduler)
+            return run(denoiser, settings).images
 
-        free = DenoiseSettings((DIVERSITY_CAPTION,), steps=args.steps, guidance=guidance,
-                               seed=args.seed + 1_000_000, n=args.diversity_seeds,
-                               scheduler=args.scheduler)
-        described = [shapes.describe(image) for image in run(denoiser, free).images]
-        positions = Counter(d.position for d in described if d.position)
-        sizes = Counter(d.size for d in described if d.size)
-
-    def share(values: list[bool]) -> float | None:
-        return round(float(np.mean(values)), 4) if values else None
-
+        figures = measure(generate, args.n, args.seed, args.batch, args.diversity_seeds)
     return {
         "model": model_id,
-        "samples": len(hits["all"]),
-        "held_out_samples": len(hits["held_out"]),
+        "samples": figures["samples"],
+        "held_out_samples": figures["held_out_samples"],
         "seed": args.seed,
         "steps": args.steps,
         "guidance": guidance,
         "scheduler": args.scheduler,
-        "adherence": share(hits["all"]),
-        "adherence_seen": share(hits["seen"]),
-        "adherence_held_out": share(hits["held_out"]),
-        "attribute_accuracy": {f: share(v) for f, v in per_field.items()},
-        # per prompt, in order: 1 = every attribute right (the prompt list is a prefix of a longer
-        # one, so a shorter re-measure can be checked against the start of this)
-        "hits": "".join("1" if ok else "0" for ok in hits["all"]),
-        "diversity_caption": DIVERSITY_CAPTION,
-        "diversity_seeds": args.diversity_seeds,
-        "positions_covered": len(positions),
-        "sizes_covered": len(sizes),
-        "position_counts": dict(positions),
-        "size_counts": dict(sizes),
-        "seconds": round(seconds, 1),
+        **{k: figures[k] for k in ("adherence", "adherence_seen", "adherence_held_out",
+                                   "attribute_accuracy", "hits", "diversity_caption",
+                                   "diversity_seeds", "positions_covered", "sizes_covered",
+                                   "position_counts", "size_counts", "seconds")},
         "targets": TARGETS,
     }
 

@@ -19,6 +19,7 @@ TRAINERS: dict[str, str] = {
     "shapes-unet": "mmstudio.training.unet",
     "shapes-vae": "mmstudio.training.vae",
     "shapes-dit": "mmstudio.training.dit",
+    "shapes-gpt": "mmstudio.training.gpt",
     "sounds-codec": "mmstudio.training.codec",
     "sounds-clap": "mmstudio.training.clap",
 }
