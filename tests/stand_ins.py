@@ -27,10 +27,47 @@ def stand_in_codec(folder: Path) -> Path:
     return folder
 
 
+def stand_in_vq_f8(models: Path) -> tuple[Path, Path]:
+    """Untrained shapes-vqvae-f8 and shapes-vqgan-f8 in ``models`` (where they hold no weights):
+    exactly ``ARCHITECTURE_F8``, the VQ-VAE's codebook started from encoder outputs as training
+    does, and the VQGAN with the VQ-VAE's encoder and codebook but a decoder of its own (as the
+    decoder-only fine-tune leaves it), each with the shipped MODEL_CARD.md template."""
+    import shutil
+
+    import numpy as np
+    import torch
+
+    from mmstudio.pipelines.tokenize import PAIRS
+    from mmstudio.training import vq as training
+
+    folders = []
+    torch.manual_seed(0)
+    plain = training.build_vq(training.ARCHITECTURE_F8)
+    training.init_codebook_from_data(plain, training.batch_for_step(7, 0, 64),
+                                     np.random.default_rng(0))
+    torch.manual_seed(1)
+    gan = training.build_vq(training.ARCHITECTURE_F8)
+    for name in ("encoder", "quant_conv", "quantize"):
+        getattr(gan, name).load_state_dict(getattr(plain, name).state_dict())
+    for model_id, model in zip(PAIRS["f8"], (plain, gan), strict=True):
+        folder = models / model_id
+        if (folder / "diffusion_pytorch_model.safetensors").is_file():
+            folders.append(folder)
+            continue
+        if folder.is_symlink():  # a shipped folder that holds only the card template
+            folder.unlink()
+        model.eval().save_pretrained(folder, safe_serialization=True)
+        template = ASSETS / "models" / model_id / "MODEL_CARD.md"
+        if template.is_file():
+            shutil.copy(template, folder / "MODEL_CARD.md")
+        folders.append(folder)
+    return folders[0], folders[1]
+
+
 def assets_with(root: Path, clap: bool = True, codec: bool = False,
-                skip: tuple[str, ...] = ()) -> Path:
+                skip: tuple[str, ...] = (), vq_f8: bool = False) -> Path:
     """``root`` as an assets folder: the shipped examples and models linked (but ``skip``), and
-    stand-ins for sounds-clap / sounds-codec where they are not shipped."""
+    stand-ins for sounds-clap / sounds-codec / the f8 VQ pair where they are not shipped."""
     (root / "models").mkdir(parents=True)
     (root / "examples").symlink_to(ASSETS / "examples")
     for shipped in (ASSETS / "models").iterdir():
@@ -40,4 +77,6 @@ def assets_with(root: Path, clap: bool = True, codec: bool = False,
         stand_in_clap(root / "models" / "sounds-clap")
     if codec and not (root / "models" / "sounds-codec").exists():
         stand_in_codec(root / "models" / "sounds-codec")
+    if vq_f8:
+        stand_in_vq_f8(root / "models")
     return root

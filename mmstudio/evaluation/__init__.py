@@ -9,6 +9,8 @@ the figures (``--json`` for data) and, with ``--write``, stores them in the mode
 EVALUATORS: dict[str, str] = {
     "shapes-vqvae": "mmstudio.evaluation.vq",
     "shapes-vqgan": "mmstudio.evaluation.vq",
+    "shapes-vqvae-f8": "mmstudio.evaluation.vq",
+    "shapes-vqgan-f8": "mmstudio.evaluation.vq",
     "shapes-clip": "mmstudio.evaluation.clip",
     "shapes-unet": "mmstudio.evaluation.unet",
     "shapes-vae": "mmstudio.evaluation.vae",

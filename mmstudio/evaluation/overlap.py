@@ -133,10 +133,11 @@ def for_model(model_id: str, n: int, seed: int = EVAL_SEED) -> dict[str, Any] | 
     from mmstudio.config import Settings
 
     folder = Settings.from_env().models_dir
-    if model_id in ("shapes-vqvae", "shapes-vqgan", "shapes-vae"):
+    vq_gans = {"shapes-vqgan": "shapes-vqvae", "shapes-vqgan-f8": "shapes-vqvae-f8"}
+    if model_id in ("shapes-vqvae", "shapes-vqvae-f8", "shapes-vae", *vq_gans):
         seen: set[shapes.Layout] = set()
-        runs = {"shapes-vqgan": ["shapes-vqvae", "shapes-vqgan"]}.get(model_id, [model_id])
-        for run in runs:  # shapes-vqgan starts from shapes-vqvae: it saw that stream too
+        runs = [vq_gans[model_id], model_id] if model_id in vq_gans else [model_id]
+        for run in runs:  # a VQGAN starts from its VQ-VAE: it saw that stream too
             path = folder / run / "training.json"
             if not path.is_file():
                 return None

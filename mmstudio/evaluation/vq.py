@@ -1,5 +1,6 @@
-"""Measure ``shapes-vqvae`` / ``shapes-vqgan`` (or any VQModel folder) on the shapes world:
-``python -m mmstudio eval shapes-vqvae [--n 500] [--json] [--write]``.
+"""Measure the shapes VQ-VAE / VQGAN pairs (or any VQModel folder) on the shapes world:
+``python -m mmstudio eval shapes-vqvae [--n 500] [--json] [--write]``; the same for
+``shapes-vqgan``, ``shapes-vqvae-f8`` and ``shapes-vqgan-f8`` (``training.vq.PAIRS``).
 
 On the fixed evaluation set (``worlds.datasets.eval_set``, every attribute combination in a seeded
 order, held-out color/shape pairs included and also reported apart), each render is tokenized and
@@ -26,9 +27,21 @@ decoded by the same ``pipelines.tokenize`` code the Tokenize tab runs, and:
   token changes), with a two-cell margin, and how many edits changed nothing visibly (many codes
   are near-synonyms, e.g. for flat background).
 
+A VQGAN is also compared with the VQ-VAE of its pair (the catalog's, or ``--base-folder``),
+measured on the same renders (``compare_with_base``): its figures as ``vqvae_*``, the share of
+renders where the VQGAN's edges are the steeper (``sharper_than_vqvae_share``), and, image by
+image, where its edge sharpness is the closer to 1.0 (``closer_to_one_share``: |s_gan - 1| <
+|s_vqvae - 1|, so overshooting edges count against it too) and the mean of |s_vqvae - 1| -
+|s_gan - 1| over the renders (``sharpness_margin``: how much closer, on average); also the PSNR it
+gives up (``psnr_cost_db`` = the VQ-VAE's PSNR - its own) and the share of renders on which both
+give the same tokens (``same_tokens_share``). ``shapes-vqgan-f8``'s targets include the last
+comparison figures (``TARGETS``); not measured counts as missed.
+
 With ``--write`` the figures go to the model folder's ``metrics.json`` (the catalog shows them)
-and ``MODEL_CARD.md`` is rewritten from them and the folder's ``training.json``. ``shapes-vqgan``
-is also compared with ``shapes-vqvae`` (whose sharpness is measured on the same set).
+and ``MODEL_CARD.md``: the f4 pair's card is rewritten from them and the folder's
+``training.json`` (``model_card``); the f8 pair's cards are written by hand around the markers
+``CARD_START`` / ``CARD_END``, between which ``card_block`` puts every figure (a folder without a
+card gets the catalog folder's). Exit code 1 when a target is missed.
 """
 
 from __future__ import annotations
@@ -53,13 +66,21 @@ from mmstudio.pipelines.tokenize import (
     mean_gradient,
     vq_info,
 )
+from mmstudio.training.vq import PAIRS, base_of, compression_of, is_gan
 from mmstudio.worlds import shapes
 from mmstudio.worlds.datasets import EVAL_SEED, eval_set
 
+#: The f8 pair's PSNR floors only catch a broken model: at 4 x 4 tokens the point is how sharp
+#: the reconstruction is and what it keeps (WORLDS.md attributes), not the last dB.
 TARGETS: dict[str, dict[str, float]] = {
     "shapes-vqvae": {"psnr": 30.0, "agreement": 0.98, "code_share": 0.5},
     "shapes-vqgan": {"psnr": 28.0, "agreement": 0.98, "code_share": 0.5},
+    "shapes-vqvae-f8": {"psnr": 24.0, "agreement": 0.95, "code_share": 0.5},
+    "shapes-vqgan-f8": {"psnr": 24.0, "agreement": 0.95, "code_share": 0.5,
+                        "closer_to_one_share": 0.8, "sharpness_margin": 0.05},
 }
+CARD_START = "<!-- metrics: written by `python -m mmstudio eval MODEL_ID --write` -->"
+CARD_END = "<!-- /metrics -->"
 LOCALITY_MARGIN = 4  # px: one token cell around the edited cell
 VISIBLE_CHANGE = 6.0  # a pixel's change counts as visible above this sum of |delta| over RGB
 LOCALITY_EDITS = 100
@@ -155,15 +176,48 @@ def measure_edit_locality(vq: torch.nn.Module, grids: np.ndarray, seed: int) -> 
 
 def per_image_sharpness(vq: torch.nn.Module, originals: np.ndarray) -> np.ndarray:
     """Edge sharpness of each image's reconstruction: (n,)."""
-    recons = np.concatenate([decode_indices(vq, encode_indices(vq, originals[i:i + BATCH]))
+    return _per_image_sharpness(vq, originals)[0]
+
+
+def _per_image_sharpness(vq: torch.nn.Module, originals: np.ndarray
+                         ) -> tuple[np.ndarray, np.ndarray]:
+    """(edge sharpness of each image's reconstruction (n,), the token grids (n, h, w))."""
+    indices = np.concatenate([encode_indices(vq, originals[i:i + BATCH])
+                              for i in range(0, len(originals), BATCH)])
+    recons = np.concatenate([decode_indices(vq, indices[i:i + BATCH])
                              for i in range(0, len(originals), BATCH)])
-    return np.array([edge_sharpness(o, r) for o, r in zip(originals, recons, strict=True)])
+    return np.array([edge_sharpness(o, r) for o, r in zip(originals, recons, strict=True)]), indices
+
+
+def compare_with_base(vq: torch.nn.Module, base_vq: torch.nn.Module, metrics: dict[str, Any],
+                      n: int = 500, seed: int = EVAL_SEED) -> dict[str, Any]:
+    """A VQGAN (``vq``, whose ``evaluate_vq`` figures are ``metrics``) against the VQ-VAE it was
+    fine-tuned from, on the same ``n`` renders: the figures named in the module docstring."""
+    base = evaluate_vq(base_vq, n, seed)
+    originals = np.stack([item.sample for item in eval_set(shapes, n, seed)])
+    gan, gan_tokens = _per_image_sharpness(vq, originals)
+    plain, plain_tokens = _per_image_sharpness(base_vq, originals)
+    closer = np.abs(plain - 1.0) - np.abs(gan - 1.0)  # > 0: the VQGAN is the nearer to 1.0
+    same = (gan_tokens == plain_tokens).reshape(n, -1).all(axis=1)
+    return {
+        "vqvae_sharpness": base["sharpness"], "vqvae_psnr": base["psnr"],
+        "vqvae_agreement": base["agreement"],
+        "sharper_than_vqvae_share": round(float((gan > plain).mean()), 4),
+        "closer_to_one_share": round(float((closer > 0).mean()), 4),
+        "sharpness_margin": round(float(closer.mean()), 4),
+        "psnr_cost_db": round(base["psnr"] - metrics["psnr"], 3),
+        "same_tokens_share": round(float(same.mean()), 4),
+    }
 
 
 def check_targets(model_id: str, metrics: dict[str, Any]) -> dict[str, bool]:
-    checks = {f"{k} >= {t}": metrics[k] >= t for k, t in TARGETS.get(model_id, {}).items()}
-    if "vqvae_sharpness" in metrics:
-        checks["sharper than shapes-vqvae"] = metrics["sharpness"] > metrics["vqvae_sharpness"]
+    """Target -> met; a figure that was not measured (e.g. no VQ-VAE to compare with) is missed."""
+    targets = TARGETS.get(model_id, {})
+    checks = {f"{k} >= {t}": metrics.get(k) is not None and metrics[k] >= t
+              for k, t in targets.items()}
+    if "vqvae_sharpness" in metrics and "closer_to_one_share" not in targets:
+        checks[f"sharper than {base_of(model_id)}"] = (metrics["sharpness"]
+                                                       > metrics["vqvae_sharpness"])
     return checks
 
 
@@ -347,6 +401,142 @@ def _reflow(markdown: str, width: int = 100) -> str:
     return "\n\n".join(blocks) + "\n"
 
 
+def _pct(value: Any, digits: int = 1) -> str:
+    return "not measured" if value is None else f"{value:.{digits}%}"
+
+
+def card_block(model_id: str, metrics: dict[str, Any], training: dict[str, Any],
+               config: dict[str, Any]) -> str:
+    """Every figure of an f8 card, for between its markers: the architecture as configured, the
+    training as ``training.json`` records it, the evaluation table, a VQGAN's comparison with its
+    VQ-VAE, code use, compression, edit locality, overlap with training and the targets."""
+    base = base_of(model_id)
+    gan = is_gan(model_id)
+    targets = TARGETS.get(model_id, {})
+    rows_of, cols_of = metrics["grid"]
+    cell = shapes.CANVAS // rows_of
+    held, seen = metrics.get("held_out", {}), metrics.get("seen_pairs", {})
+    arch = ", ".join(f"{k}={config[k]}" for k in (
+        "block_out_channels", "layers_per_block", "latent_channels", "vq_embed_dim",
+        "num_vq_embeddings", "norm_num_groups", "mid_block_add_attention",
+        "lookup_from_codebook") if k in config)
+    parts = [f"Architecture (`config.json`): {arch}; {metrics.get('params', '?')} parameters, "
+             f"{metrics.get('file_mb', '?')} MB of fp32 safetensors. A 32 x 32 image becomes "
+             f"{rows_of} x {cols_of} tokens, one per {cell} x {cell} px patch."]
+    if training:
+        adv = training.get("adversarial") or {}
+        hours = training.get("train_seconds", 0) / 3600
+        text = (f"Training (`training.json`): {training.get('steps')} steps of batch "
+                f"{training.get('batch')}, seed {training.get('seed')}, Adam lr "
+                f"{training.get('lr')} (linear warm-up, cosine decay to 5%), pixel loss "
+                f"{training.get('reconstruction_loss')}, commitment beta {training.get('beta')}; "
+                f"{training.get('train_seconds')} s ({hours:.1f} h) on {training.get('threads')} "
+                "CPU thread(s).")
+        if training.get("init"):
+            text += (f" Started from `{training['init']}`"
+                     + ("; encoder and codebook frozen (decoder-only)." if
+                        training.get("decoder_only") else "."))
+        if adv:
+            text += (f" PatchGAN critic {adv.get('critic')}, {adv.get('loss')} loss, weight "
+                     f"{adv.get('weight')} x the adaptive weight from step "
+                     f"{adv.get('start_step')}, critic lr {adv.get('critic_lr')}; Sobel edge loss "
+                     f"weight {adv.get('edge_loss_weight')}.")
+        commands = reproduce_commands(model_id, training)
+        text += (" Reproduce: " + " then ".join(f"`{c}`" for c in commands) + " (an "
+                 "interrupted run continues with `--resume`), then copy "
+                 f"`runs/{model_id}/export/*` into `assets/models/{model_id}/` and run "
+                 f"`python -m mmstudio eval {model_id} --write`.")
+        parts.append(text)
+    else:
+        parts.append("This folder holds no `training.json`: how it was trained is not recorded.")
+    parts.append(f"Measured by `python -m mmstudio eval {model_id}`: {metrics['n']} renders of "
+                 f"the evaluation set (seed {metrics['seed']}; {metrics['n_held_out']} of them "
+                 "held-out pairs), tokenized and decoded by the Tokenize tab's own pipeline; "
+                 "uint8 outputs.")
+    sharp_target = (f"closer to 1.0 than {base}'s (below)" if gan else "(reported)")
+    rows = [
+        ("PSNR (dB, pooled MSE over [0, 255])", "psnr", f">= {targets.get('psnr')}"),
+        ("PSNR (dB, mean per image)", "psnr_mean_per_image", ""),
+        ("attributes kept (the analyzer reads all 5 the same)", "agreement",
+         f">= {targets.get('agreement')}"),
+        ("edge sharpness (Sobel at the original's edges, recon / original; 1.0 = as sharp)",
+         "sharpness", sharp_target),
+        ("whole-image gradient ratio (recon / original)", "gradient_ratio", ""),
+    ]
+    table = ["| figure | all | held-out pairs | seen pairs | target |",
+             "| --- | --- | --- | --- | --- |"]
+    table += [f"| {name} | {metrics.get(key)} | {held.get(key)} | {seen.get(key)} | {t} |"
+              for name, key, t in rows]
+    parts.append("\n".join(table))
+    if gan and "closer_to_one_share" in metrics:
+        parts.append(
+            f"Against `{base}` on the same renders (PSNR {metrics['vqvae_psnr']} dB, attributes "
+            f"kept {metrics['vqvae_agreement']}, edge sharpness {metrics['vqvae_sharpness']}): "
+            "image by image, this model's edge sharpness is the closer to 1.0 on "
+            f"{_pct(metrics['closer_to_one_share'])} of the {metrics['n']} renders (target >= "
+            f"{targets.get('closer_to_one_share', 0):.0%}), by {metrics['sharpness_margin']:+.4f} "
+            f"on average (the mean over the renders of |s_{base} - 1| - |s_{model_id} - 1|; "
+            f"target >= {targets.get('sharpness_margin')}); its edges are the steeper on "
+            f"{_pct(metrics['sharper_than_vqvae_share'])}. The PSNR it gives up: "
+            f"{metrics['psnr_cost_db']:+.3f} dB. Both give the same tokens on "
+            f"{_pct(metrics['same_tokens_share'])} of the renders.")
+    elif gan:
+        parts.append(f"Not compared with `{base}` (not available when measured): the comparison "
+                     "targets count as missed.")
+    loc = metrics["edit_locality"]
+    near, two = cell + 2 * loc["margin_px"], cell + 4 * loc["margin_px"]
+    parts.append(
+        f"Codebook on the evaluation set: {metrics['codes_used']} of {metrics['num_codes']} codes "
+        f"used (share {metrics['code_share']}; target >= {targets.get('code_share')}), "
+        f"perplexity {metrics['perplexity']}. Compression: {shapes.CANVAS ** 2 * 3 * 8} bits of "
+        f"pixels vs {rows_of * cols_of} tokens x {metrics['bits_per_token']} bits = "
+        f"{metrics['compression']}x.")
+    parts.append(
+        f"Edit locality: one random token of each of {loc['edits']} token grids set to a random "
+        "other code. Of the visible change this causes in the decoded images (pixels whose summed "
+        f"|change| over RGB exceeds {loc['visible_above']:.0f} levels), pooled over the edits, "
+        f"{loc['visible_share']:.1%} lies within the edited {cell} x {cell} cell dilated by "
+        f"{loc['margin_px']} px (the token's {near} x {near} px neighbourhood, "
+        f"{near * near / shapes.CANVAS ** 2:.0%} of the image) and "
+        f"{loc['visible_share_two_cells']:.1%} within {2 * loc['margin_px']} px of it ({two} x "
+        f"{two} px). Counting every changed pixel, {loc['all_share']:.1%} lies within the first. "
+        f"{loc['edits_without_visible_change']} of the edits changed nothing visibly.")
+    parts.append(sentence(metrics["train_overlap"]) if metrics.get("train_overlap") else
+                 "Overlap with training: not measured for this folder.")
+    checks = metrics.get("targets") or check_targets(model_id, metrics)
+    parts.append("Targets: " + ", ".join(f"{k}: {'met' if v else 'MISSED'}"
+                                         for k, v in checks.items()) + ".")
+    body = _reflow("\n\n".join(parts)).rstrip()
+    return f"{CARD_START}\n\n{body}\n\n{CARD_END}"
+
+
+def fill_card(card: str, block: str) -> str:
+    """``card`` with the text between its markers replaced by ``block`` (markers included)."""
+    if CARD_START not in card or CARD_END not in card:
+        raise UserError(f"the model card has no {CARD_START} ... {CARD_END} markers")
+    head, rest = card.split(CARD_START, 1)
+    return head + block + rest.split(CARD_END, 1)[1]
+
+
+def _write_card(model_id: str, folder: Path, metrics: dict[str, Any]) -> Path:
+    training_file = folder / "training.json"
+    training = json.loads(training_file.read_text()) if training_file.is_file() else {}
+    config = json.loads((folder / "config.json").read_text())
+    card = folder / "MODEL_CARD.md"
+    if compression_of(model_id) == "f4":  # the whole card is generated
+        card.write_text(model_card(model_id, metrics, training, config))
+        return card
+    from mmstudio.config import Settings
+
+    template = Settings.from_env().models_dir / model_id / "MODEL_CARD.md"
+    source = card if card.is_file() else template
+    if not source.is_file():
+        raise UserError(f"no MODEL_CARD.md in {folder} nor {template.parent} to fill")
+    card.write_text(fill_card(source.read_text(), card_block(model_id, metrics, training,
+                                                             config)))
+    return card
+
+
 def main(model_id: str, argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog=f"python -m mmstudio eval {model_id}",
                                 description=__doc__.split("\n\n")[0])
@@ -354,6 +544,9 @@ def main(model_id: str, argv: list[str]) -> int:
     p.add_argument("--seed", type=int, default=EVAL_SEED)
     p.add_argument("--folder", type=Path, default=None,
                    help="evaluate this VQModel folder instead of the catalog's")
+    p.add_argument("--base-folder", type=Path, default=None,
+                   help=f"a VQGAN: compare it with this VQ-VAE folder instead of the catalog's "
+                        f"{PAIRS['f4'][0]} / {PAIRS['f8'][0]} (e.g. runs/{PAIRS['f8'][0]}/export)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--write", action="store_true",
@@ -365,16 +558,14 @@ def main(model_id: str, argv: list[str]) -> int:
     vq = load_vq(model_id, args.folder)
     metrics = evaluate_vq(vq, args.n, args.seed)
     metrics["params"] = sum(p.numel() for p in vq.parameters())
-    if model_id == "shapes-vqgan":
+    if is_gan(model_id):
+        base = base_of(model_id)
         try:
-            base_vq = load_vq("shapes-vqvae")
-            base = evaluate_vq(base_vq, args.n, args.seed)
-            metrics["vqvae_sharpness"], metrics["vqvae_psnr"] = base["sharpness"], base["psnr"]
-            originals = np.stack([item.sample for item in eval_set(shapes, args.n, args.seed)])
-            paired = per_image_sharpness(vq, originals) - per_image_sharpness(base_vq, originals)
-            metrics["sharper_than_vqvae_share"] = round(float((paired > 0).mean()), 4)
+            base_vq = load_vq(base, args.base_folder)
+            metrics["vqvae_model"] = str(args.base_folder) if args.base_folder else base
+            metrics.update(compare_with_base(vq, base_vq, metrics, args.n, args.seed))
         except UserError as exc:
-            print(f"note: no comparison with shapes-vqvae ({exc})")
+            print(f"note: no comparison with {base} ({exc})")
     checks = check_targets(model_id, metrics)
     metrics["targets"] = checks
     metrics["passed"] = all(checks.values())
@@ -397,10 +588,7 @@ def main(model_id: str, argv: list[str]) -> int:
         folder = Path(args.folder) if args.folder else settings.models_dir / model_id
         weights = folder / "diffusion_pytorch_model.safetensors"
         metrics["file_mb"] = round(weights.stat().st_size / 1e6, 2) if weights.is_file() else None
+        card = _write_card(model_id, folder, metrics)
         (folder / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-        training_file = folder / "training.json"
-        training = json.loads(training_file.read_text()) if training_file.is_file() else {}
-        config = json.loads((folder / "config.json").read_text())
-        (folder / "MODEL_CARD.md").write_text(model_card(model_id, metrics, training, config))
-        print(f"wrote {folder / 'metrics.json'} and {folder / 'MODEL_CARD.md'}")
+        print(f"wrote {folder / 'metrics.json'} and {card}")
     return 0 if metrics["passed"] else 1

@@ -6,7 +6,8 @@ Learning" (VQ-VAE), and Esser et al. 2021, "Taming Transformers for High-Resolut
 learned codebook, so the image becomes a grid of integers (tokens, "visual words"); the decoder
 turns any such grid back into an image.
 
-One code path serves the embedded models (``shapes-vqvae``, ``shapes-vqgan``) and aMUSEd's VQGAN
+One code path serves the embedded models (``PAIRS``: ``shapes-vqvae`` / ``shapes-vqgan`` with 8 x 8
+tokens, ``shapes-vqvae-f8`` / ``shapes-vqgan-f8`` with 4 x 4) and aMUSEd's VQGAN
 (``amused/amused-256``, subfolder ``vqvae``): images go in as floats in [0, 1] (aMUSEd's pipelines
 use ``VaeImageProcessor(do_normalize=False)``, and ours are trained the same way), indices come from
 ``vq.quantize`` and go back through ``vq.decode(indices, force_not_quantize=True, shape=...)``,
@@ -27,6 +28,14 @@ import torch
 import torch.nn.functional as F
 
 from mmstudio.errors import UserError
+
+#: The embedded VQ-VAE / VQGAN pairs by compression (pixels per token side): each VQGAN is its
+#: VQ-VAE's tokenizer with the decoder fine-tuned adversarially (``training.vq``), so the two give
+#: the same tokens and the Tokenize tab compares their decoders side by side.
+PAIRS: dict[str, tuple[str, str]] = {
+    "f4": ("shapes-vqvae", "shapes-vqgan"),  # 32 x 32 -> 8 x 8 tokens
+    "f8": ("shapes-vqvae-f8", "shapes-vqgan-f8"),  # 32 x 32 -> 4 x 4 tokens
+}
 
 # ------------------------------------------------------------------------------------ metrics
 

@@ -15,6 +15,8 @@ Engineers working in parallel in this tree: also read /tmp/common_brief.txt (git
 TRAINERS: dict[str, str] = {
     "shapes-vqvae": "mmstudio.training.vq",
     "shapes-vqgan": "mmstudio.training.vq",
+    "shapes-vqvae-f8": "mmstudio.training.vq",
+    "shapes-vqgan-f8": "mmstudio.training.vq",
     "shapes-clip": "mmstudio.training.clip",
     "shapes-unet": "mmstudio.training.unet",
     "shapes-vae": "mmstudio.training.vae",

@@ -1,4 +1,9 @@
-"""Train ``shapes-vqvae`` and ``shapes-vqgan``: diffusers ``VQModel``s, 32 x 32 RGB -> 8 x 8 tokens.
+"""Train the shapes VQ-VAE / VQGAN pairs: diffusers ``VQModel``s, 32 x 32 RGB -> a grid of tokens.
+
+Two pairs, one per compression (``PAIRS``): ``shapes-vqvae`` / ``shapes-vqgan`` downsample 4
+(8 x 8 tokens), ``shapes-vqvae-f8`` / ``shapes-vqgan-f8`` downsample 8 (4 x 4 tokens, one per
+8 x 8 pixel patch; ``ARCHITECTURE_F8``). Each VQGAN starts from the VQ-VAE of its pair. The f4
+pair, as described here, is the recipe of both; the paragraph after it says what differs at f8.
 
 - ``shapes-vqvae`` (van den Oord et al. 2017, "Neural Discrete Representation Learning"):
   reconstruction, codebook and commitment losses only. The pixel loss is L1 + MSE by default;
@@ -25,8 +30,19 @@ losses ourselves because ``VectorQuantizer``'s default ``legacy=True`` swaps the
 terms (commitment weight 1, codebook weight beta); here the codebook term has weight 1 and the
 commitment term beta = 0.25, as in the paper.
 
+At 4 x 4 tokens a token's 9 bits must say where the edges run inside its 8 x 8 patch, and they
+cannot say it exactly: a pixel loss then settles for the average of the edge positions it cannot
+tell apart, a blur (the L1 + MSE of the plain ``shapes-vqvae-f8``; MSE is the original VQ-VAE's
+loss). ``shapes-vqgan-f8`` keeps those tokens (``--decoder-only``) and teaches the decoder to commit
+to one sharp edge instead: the PatchGAN critic's hinge loss with a larger weight than at f4
+(``--disc-weight 0.8``, VQGAN's own value, times the adaptive weight), the L1 pixel loss (a median:
+it picks a side of an uncertain edge instead of averaging) and the Sobel edge loss (weight 1; it
+pulls the edges to where the original has them). No LPIPS (it would need downloaded VGG weights).
+
 ``python -m mmstudio train shapes-vqvae [--steps N] [--stop-at S] [--resume] ...``; then
-``python -m mmstudio train shapes-vqgan [--init assets/models/shapes-vqvae] ...``. Seeded (the batch
+``python -m mmstudio train shapes-vqgan [--init assets/models/shapes-vqvae] ...``; the same with
+``shapes-vqvae-f8`` then ``shapes-vqgan-f8`` (``--init assets/models/shapes-vqvae-f8``, or the
+VQ-VAE run's ``runs/shapes-vqvae-f8/export`` before it is shipped). Seeded (the batch
 of step ``s`` is rendered from its own seed, so a resumed run sees the same data), with a progress
 bar and a log (``RUN/train.log``), a resumable checkpoint every ``--save-every`` seconds under
 ``runs/<id>/``, and at the end the ``save_pretrained`` folder (safetensors) plus
@@ -58,7 +74,13 @@ from mmstudio.models.patch_discriminator import (
     hinge_d_loss,
     hinge_g_loss,
 )
-from mmstudio.pipelines.tokenize import codebook_usage, psnr, sobel_magnitude
+from mmstudio.pipelines.tokenize import (  # PAIRS: compression -> (VQ-VAE, its VQGAN)
+    PAIRS,
+    codebook_usage,
+    edge_sharpness,
+    psnr,
+    sobel_magnitude,
+)
 from mmstudio.training.checkpoint import (
     Every,
     load_checkpoint,
@@ -70,9 +92,27 @@ from mmstudio.worlds.datasets import WorldSampler, eval_set
 
 log = logging.getLogger("mmstudio.train.vq")
 
-MODEL_IDS = ("shapes-vqvae", "shapes-vqgan")
+MODEL_IDS = tuple(model_id for pair in PAIRS.values() for model_id in pair)
 
-#: The ``VQModel`` config of both models. Three blocks = two 2x downsamplings: 32 x 32 -> 8 x 8.
+
+def compression_of(model_id: str) -> str:
+    """``"f4"`` or ``"f8"``: the pair a model id belongs to."""
+    for compression, pair in PAIRS.items():
+        if model_id in pair:
+            return compression
+    raise UserError(f"this trainer makes {', '.join(MODEL_IDS)}, not {model_id}")
+
+
+def is_gan(model_id: str) -> bool:
+    return PAIRS[compression_of(model_id)][1] == model_id
+
+
+def base_of(model_id: str) -> str:
+    """The VQ-VAE of ``model_id``'s pair (for a VQ-VAE: itself)."""
+    return PAIRS[compression_of(model_id)][0]
+
+
+#: The ``VQModel`` config of the f4 pair. Three blocks = two 2x downsamplings: 32 x 32 -> 8 x 8.
 #: No attention in the mid blocks (as in aMUSEd's VQ): a token's influence on the decoded image
 #: stays local, so editing one token changes mostly its own 4 x 4 pixel cell.
 ARCHITECTURE: dict[str, Any] = {
@@ -93,6 +133,23 @@ ARCHITECTURE: dict[str, Any] = {
     "lookup_from_codebook": True,
     "force_upcast": False,
 }
+
+#: The f8 pair: four blocks = three 2x downsamplings, 32 x 32 -> 4 x 4; the same codebook (512
+#: unit-norm 16-d codes) and no attention. The extra block runs at 8 x 8 and 4 x 4 pixels, so its
+#: 96 channels cost little time (a step about 1.15x an f4 step); they give the decoder room to
+#: draw a whole 8 x 8 patch from one token's vector. 1.7 M parameters, 6.8 MB in fp32 (128
+#: channels would be 10.6 MB, over the 10 MB a checkpoint may have).
+ARCHITECTURE_F8: dict[str, Any] = {
+    **ARCHITECTURE,
+    "down_block_types": ["DownEncoderBlock2D"] * 4,
+    "up_block_types": ["UpDecoderBlock2D"] * 4,
+    "block_out_channels": [16, 32, 64, 96],
+}
+ARCHITECTURES: dict[str, dict[str, Any]] = {"f4": ARCHITECTURE, "f8": ARCHITECTURE_F8}
+
+
+def architecture_of(model_id: str) -> dict[str, Any]:
+    return ARCHITECTURES[compression_of(model_id)]
 
 
 def build_vq(architecture: dict[str, Any] | None = None) -> torch.nn.Module:
@@ -218,20 +275,52 @@ def adaptive_weight(rec_loss: torch.Tensor, g_loss: torch.Tensor, last_layer: to
     return (rec_grad.norm() / (g_grad.norm() + 1e-4)).clamp(0.0, 1e4).detach()
 
 
+QUICK_EVAL_N = 256  # evaluation renders of the quick check during training
+
+
 @torch.no_grad()
-def quick_eval(vq: torch.nn.Module, n: int = 256) -> dict[str, float]:
-    """PSNR and code use on the first ``n`` evaluation renders (a progress signal)."""
-    items = eval_set(shapes, n)
-    x = images_to_tensor(np.stack([i.sample for i in items]))
+def reconstruct(vq: torch.nn.Module, originals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(reconstructions (B, H, W, 3) uint8, token grids (B, h, w)) in eval mode, as trained."""
     was_training = vq.training
     vq.eval()
-    q = quantize(vq.quantize.embedding.weight, vq.encode(x).latents)
+    q = quantize(vq.quantize.embedding.weight, vq.encode(images_to_tensor(originals)).latents)
     recon = tensor_to_images(decode_latents(vq, q.z_q))
     vq.train(was_training)
-    originals = tensor_to_images(x)
-    usage = codebook_usage(q.indices.numpy(), vq.quantize.embedding.weight.shape[0])
-    return {"psnr": round(psnr(originals, recon), 2), "codes_used": usage.used,
-            "perplexity": round(usage.perplexity, 1)}
+    return recon, q.indices.numpy()
+
+
+def per_image_sharpness(originals: np.ndarray, recons: np.ndarray) -> np.ndarray:
+    """``edge_sharpness`` of each reconstruction against its original: (B,)."""
+    return np.array([edge_sharpness(o, r) for o, r in zip(originals, recons, strict=True)])
+
+
+def quick_eval_originals(n: int = QUICK_EVAL_N) -> np.ndarray:
+    return np.stack([item.sample for item in eval_set(shapes, n)])  # (n, 32, 32, 3) uint8
+
+
+@torch.no_grad()
+def quick_eval(vq: torch.nn.Module, n: int = QUICK_EVAL_N,
+               base_sharpness: np.ndarray | None = None) -> dict[str, float]:
+    """A progress signal on the first ``n`` evaluation renders: PSNR, code use, the share of
+    renders whose attributes the analyzer still reads the same (``agreement``) and the edge
+    sharpness (1.0 = as steep as the original). With ``base_sharpness`` (the per-render sharpness
+    of the model a VQGAN started from) also the share of renders where this model's sharpness is
+    the closer to 1.0 (``closer_share``) and the mean of how much closer (``margin``): the VQGAN
+    targets of ``evaluation.vq``, on a smaller sample."""
+    originals = quick_eval_originals(n)
+    recon, indices = reconstruct(vq, originals)
+    usage = codebook_usage(indices, vq.quantize.embedding.weight.shape[0])
+    agree = np.mean([shapes.describe(r) == shapes.describe(o)
+                     for r, o in zip(recon, originals, strict=True)])
+    figures: dict[str, float] = {
+        "psnr": round(psnr(originals, recon), 2), "codes_used": usage.used,
+        "perplexity": round(usage.perplexity, 1), "agreement": round(float(agree), 4),
+        "sharpness": round(edge_sharpness(originals, recon), 4)}
+    if base_sharpness is not None:
+        closer = np.abs(base_sharpness - 1.0) - np.abs(per_image_sharpness(originals, recon) - 1.0)
+        figures["closer_share"] = round(float((closer > 0).mean()), 4)
+        figures["margin"] = round(float(closer.mean()), 4)
+    return figures
 
 
 def _repo_relative(path: str | Path) -> str:
@@ -243,22 +332,27 @@ def _repo_relative(path: str | Path) -> str:
 
 
 def default_args(model_id: str) -> dict[str, Any]:
-    gan = model_id == "shapes-vqgan"
-    return {
+    gan = is_gan(model_id)
+    f8 = compression_of(model_id) == "f8"
+    defaults = {
         "steps": 2000 if gan else 20000,
         "batch": 32,
         "lr": 5e-5 if gan else 6e-4,
         "warmup": 100 if gan else 300,
-        "init": str(REPO_ROOT / "assets" / "models" / "shapes-vqvae") if gan else None,
+        "init": str(REPO_ROOT / "assets" / "models" / base_of(model_id)) if gan else None,
         "disc_weight": 0.2 if gan else 0.0,
         "edge_weight": 3.0 if gan else 0.0,
         "loss": "l1" if gan else "l1+mse",
         "decoder_only": gan,
         "disc_start": 200 if gan else 0,
         "disc_lr": 2e-4,
+        "channels": architecture_of(model_id)["block_out_channels"],
         "run": REPO_ROOT / "runs" / model_id,
         "out": None,  # RUN/export: never the shipped assets unless asked
     }
+    if f8 and gan:  # blur to undo, not a polish: a stronger critic, a longer and faster run
+        defaults.update(steps=4000, lr=1e-4, disc_weight=0.8, edge_weight=1.0)
+    return defaults
 
 
 def parse_args(model_id: str, argv: list[str]) -> argparse.Namespace:
@@ -272,8 +366,10 @@ def parse_args(model_id: str, argv: list[str]) -> argparse.Namespace:
     p.add_argument("--beta", type=float, default=0.25, help="commitment weight")
     p.add_argument("--loss", choices=("l1+mse", "l1"), default=d["loss"],
                    help="pixel reconstruction loss (L1 keeps edges crisper: a median, not a mean)")
-    p.add_argument("--channels", default=",".join(map(str, ARCHITECTURE["block_out_channels"])),
-                   help="block_out_channels of a new model (3 numbers: 32 -> 8 x 8 tokens)")
+    blocks = len(d["channels"])
+    p.add_argument("--channels", default=",".join(map(str, d["channels"])),
+                   help=f"block_out_channels of a new model ({blocks} numbers: 32 -> "
+                        f"{32 // 2 ** (blocks - 1)} x {32 // 2 ** (blocks - 1)} tokens)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--codes", type=int, default=ARCHITECTURE["num_vq_embeddings"],
                    help="codebook size of a new model")
@@ -284,7 +380,8 @@ def parse_args(model_id: str, argv: list[str]) -> argparse.Namespace:
     p.add_argument("--dead-below", type=float, default=0.03,
                    help="a code is dead when its EMA use per batch is below this")
     p.add_argument("--init", default=d["init"],
-                   help="VQModel folder to start from (shapes-vqgan: the trained shapes-vqvae)")
+                   help=f"VQModel folder to start from ({PAIRS['f4'][1]}: the trained "
+                        f"{PAIRS['f4'][0]}; {PAIRS['f8'][1]}: {PAIRS['f8'][0]})")
     p.add_argument("--decoder-only", action=argparse.BooleanOptionalAction,
                    default=d["decoder_only"],
                    help="train only the decoder (post_quant_conv + decoder): the encoder and "
@@ -321,8 +418,10 @@ def parse_args(model_id: str, argv: list[str]) -> argparse.Namespace:
         args.block_out_channels = [int(c) for c in args.channels.split(",")]
     except ValueError:
         raise UserError(f"--channels: expected numbers like 32,64,64: {args.channels}") from None
-    if len(args.block_out_channels) != 3:
-        raise UserError("--channels needs 3 numbers (two downsamplings: 32 x 32 -> 8 x 8)")
+    if len(args.block_out_channels) != blocks:
+        side = 32 // 2 ** (blocks - 1)
+        raise UserError(f"--channels needs {blocks} numbers ({blocks - 1} downsamplings: "
+                        f"32 x 32 -> {side} x {side})")
     if args.steps < 1 or args.batch < 1:
         raise UserError("--steps and --batch must be at least 1")
     return args
@@ -337,11 +436,19 @@ def train(args: argparse.Namespace) -> tuple[torch.nn.Module, dict[str, Any]]:
     gan = args.disc_weight > 0
     if args.init:
         init = Path(args.init)
+        base = base_of(args.model_id)
         if not (init / "config.json").is_file():
-            raise UserError(f"--init {init} holds no VQModel (train shapes-vqvae first)")
+            raise UserError(f"--init {init} holds no VQModel (train {base} first, then copy "
+                            f"runs/{base}/export/* into assets/models/{base}/, or give --init "
+                            "that export folder)")
         vq = VQModel.from_pretrained(init, use_safetensors=True)
+        expected = len(architecture_of(args.model_id)["block_out_channels"])
+        if len(vq.config.block_out_channels) != expected:
+            raise UserError(f"--init {init} has {len(vq.config.block_out_channels)} blocks; "
+                            f"{args.model_id} needs {expected} (the {base} architecture)")
     else:
-        vq = build_vq({**ARCHITECTURE, "block_out_channels": args.block_out_channels,
+        vq = build_vq({**architecture_of(args.model_id),
+                       "block_out_channels": args.block_out_channels,
                        "num_vq_embeddings": args.codes})
     vq.train()
     if args.decoder_only:  # same encoder and codebook, so the same tokens: only the decoder learns
@@ -395,12 +502,20 @@ def train(args: argparse.Namespace) -> tuple[torch.nn.Module, dict[str, Any]]:
     forward = torch.compile(autoencode) if args.compile else autoencode
     critic = (torch.compile(disc) if args.compile else disc) if gan else None
     save_timer = Every(args.save_every)
-    evals: list[dict[str, Any]] = []
+    evals: list[dict[str, Any]] = list(state.get("quick_evals") or []) if state else []
+    base_sharpness = None  # a VQGAN's quick evals compare it with the model it started from
+    if gan and args.init and args.eval_every:
+        originals = quick_eval_originals()
+        with torch.random.fork_rng():  # loading a model must not move the run's random stream
+            base_vq = VQModel.from_pretrained(Path(args.init), use_safetensors=True)
+        base_sharpness = per_image_sharpness(originals, reconstruct(base_vq, originals)[0])
+        del base_vq
 
     def checkpoint(step: int) -> None:
         save_checkpoint(ckpt, modules, optimizers,
                         {"step": step, "elapsed": elapsed + time.perf_counter() - t0,
                          "usage_ema": usage.ema.tolist(), "history": history,
+                         "quick_evals": evals,
                          "torch_rng": torch.get_rng_state().tolist(),
                          "args": {k: str(v) for k, v in vars(args).items()}})
         log.info("checkpoint at step %d -> %s", step, ckpt)
@@ -460,9 +575,9 @@ def train(args: argparse.Namespace) -> tuple[torch.nn.Module, dict[str, Any]]:
                      " ".join(f"{k} {v:.4g}" for k, v in smooth.items()), alive,
                      optimizer.param_groups[0]["lr"])
         if args.eval_every and (step + 1) % args.eval_every == 0:
-            figures = quick_eval(vq)
+            figures = quick_eval(vq, base_sharpness=base_sharpness)
             evals.append({"step": step + 1, **figures})
-            log.info("step %d quick eval (256 eval renders): %s", step + 1, figures)
+            log.info("step %d quick eval (%d eval renders): %s", step + 1, QUICK_EVAL_N, figures)
         if save_timer():
             checkpoint(step + 1)
     bar.close()
@@ -494,6 +609,7 @@ def train(args: argparse.Namespace) -> tuple[torch.nn.Module, dict[str, Any]]:
         "final_train_stats": {k: round(v, 4) for k, v in smooth.items()},
         "quick_evals": evals,
     }
+    summary["compression"] = compression_of(args.model_id)
     return vq, summary
 
 
@@ -510,8 +626,9 @@ def from_checkpoint(args: argparse.Namespace) -> tuple[torch.nn.Module, dict[str
         vq = VQModel.from_pretrained(REPO_ROOT / saved["init"], use_safetensors=True)
     else:
         channels = json.loads(saved.get("block_out_channels", "null") or "null")
-        codes = int(saved.get("codes", ARCHITECTURE["num_vq_embeddings"]))
-        vq = build_vq({**ARCHITECTURE, "block_out_channels": channels or args.block_out_channels,
+        architecture = architecture_of(args.model_id)
+        codes = int(saved.get("codes", architecture["num_vq_embeddings"]))
+        vq = build_vq({**architecture, "block_out_channels": channels or args.block_out_channels,
                        "num_vq_embeddings": codes})
     load_checkpoint(ckpt, {"vq": vq}, {})
     return vq, {"model_id": args.model_id, "steps": state["step"],
