@@ -4,7 +4,11 @@ One stream per image (``pipelines.token_stream``): the caption's open_clip token
 every shapes caption of the studio goes through), padded to 16, a begin-of-image token, then the
 64 codes of the frozen ``shapes-vqvae`` in raster order (Ramesh et al. 2021, "Zero-Shot
 Text-to-Image Generation"). The model is transformers' ``GPT2LMHeadModel`` (Radford et al. 2019):
-4 layers, width 256, 4 heads, tied input/output embeddings, 3.3 M parameters (6.6 MB in fp16).
+4 layers, width 192, 4 heads, tied input/output embeddings, 1.9 M parameters (3.8 MB in fp16).
+Width 192 rather than 256 for sampling speed: a step at batch 2 (one guided image) reads every
+weight once, and 3.3 M fp32 weights (13 MB) fall out of a loaded CPU's caches where 1.9 M (7.6 MB)
+stay in: 64 tokens took 0.19 s at width 256 and 0.07-0.08 s at 192 here (training: 0.94 against
+1.3 it/s).
 Loss: cross-entropy of each image token given everything before it, over the image codes only
 (the text is given, never predicted: as DALL-E's image loss, without its 1/8 text term, since the
 studio never asks the prior for a caption). Caption dropout (``--p-empty``) teaches the
@@ -112,12 +116,12 @@ def learning_rate(step: int, args: argparse.Namespace) -> float:
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog=f"python -m mmstudio train {MODEL_ID}",
                                 description=__doc__.split("\n\n")[0])
-    p.add_argument("--steps", type=int, default=15_000)
+    p.add_argument("--steps", type=int, default=20_000)
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--warmup", type=int, default=500)
     p.add_argument("--layers", type=int, default=4)
-    p.add_argument("--width", type=int, default=256)
+    p.add_argument("--width", type=int, default=192)
     p.add_argument("--heads", type=int, default=4)
     p.add_argument("--ema", type=float, default=0.999)
     p.add_argument("--p-empty", type=float, default=0.1, help="caption dropout (for guidance)")
