@@ -26,10 +26,11 @@ from mmstudio.worlds import shapes
 INTRO = """\
 ### What you are seeing
 A **vector-quantised autoencoder** turns an image into a small grid of integers. The encoder maps
-each 4 x 4 pixel patch (for the 32 x 32 shapes models; 16 x 16 for aMUSEd's 256 x 256 VQGAN) to a
-vector, and each vector is replaced by the nearest entry of a learned **codebook**: the image
-becomes a grid of **tokens**, words of a visual vocabulary. The decoder turns any grid of tokens
-back into an image, so you can *edit the tokens* and watch the picture change.
+each 4 x 4 pixel patch (for the 32 x 32 shapes models; 8 x 8 for the harder-compressing `-f8` ones,
+16 x 16 for aMUSEd's 256 x 256 VQGAN) to a vector, and each vector is replaced by the nearest entry
+of a learned **codebook**: the image becomes a grid of **tokens**, words of a visual vocabulary.
+The decoder turns any grid of tokens back into an image, so you can *edit the tokens* and watch the
+picture change.
 
 - **Token grid**: each cell is coloured by its code (same code, same colour) with its id written in
   it. Click a cell to select it for editing.
@@ -37,9 +38,10 @@ back into an image, so you can *edit the tokens* and watch the picture change.
 - **Compression**: the image's bits (pixels x 3 channels x 8 bits) against the tokens' bits
   (tokens x log2(codebook size)).
 - **shapes-vqvae** learned with reconstruction, codebook and commitment losses only;
-  **shapes-vqgan** has the same architecture and codebook size and adds a patch discriminator (a
-  GAN critic), which pushes the decoder to draw sharp edges instead of a safe blur. Compare them
-  at the bottom.
+  **shapes-vqgan** has the same tokens and adds a patch discriminator (a GAN critic), which pushes
+  the decoder to draw sharp edges instead of a safe blur. **shapes-vqvae-f8** / **shapes-vqgan-f8**
+  are the same pair at a harder compression (4 x 4 tokens), where there is blur to remove. Compare
+  them at the bottom, at either compression.
 
 Any image is accepted: it is converted to RGB, centre-cropped to a square and resized to the
 model's input (the notes under the input say what was done).
@@ -50,7 +52,12 @@ ERROR_SCALE = 64.0  # error map: 0 -> black, >= this (mean over channels, of 255
 BROWSE_PAGE_SMALL = 64  # codes per codebook page for models of up to 64 px
 BROWSE_PAGE_LARGE = 16  # ... and for larger (hub) models, whose decoding is heavier
 EVAL_HIST_N = {True: 500, False: 64}  # renders for the eval-set histogram: 32 px model / other
-COMPARED = ("shapes-vqvae", "shapes-vqgan")
+COMPARED = tk.PAIRS["f4"]  # the side by side's default pair
+#: The side by side's choices: (label, compression); ``tk.PAIRS`` names each compression's pair.
+COMPRESSIONS = (("f4: 8 x 8 tokens (each for a 4 x 4 px patch)", "f4"),
+                ("f8: 4 x 4 tokens (each for an 8 x 8 px patch)", "f8"))
+SAME_SHARPNESS = 0.02  # edge sharpness closer to 1.0 by less than this: "practically as sharp"
+SAME_PSNR = 0.1  # dB: a PSNR difference below this is "practically none"
 BROWSE_MODES = ("whole grid of one code", "one code in the centre of the current image")
 
 
@@ -417,10 +424,25 @@ class TokenizeTab:
         return code_atlas(images, codes), (f"Codes {codes[0]} to {codes[-1]} of "
                                            f"{info.num_codes}, {how}.")
 
-    def compare(self, image: Any, state: dict[str, Any] | None) -> tuple:
-        """shapes-vqvae and shapes-vqgan on the same image, with their figures."""
+    def pair(self, compression: str | None) -> tuple[str, str]:
+        """The (VQ-VAE, VQGAN) of a compression, refused with the reason when not installed."""
+        if compression not in tk.PAIRS:
+            raise UserError(f"choose a compression: {', '.join(tk.PAIRS)}")
+        pair = tk.PAIRS[compression]
+        for model_id in pair:
+            status = self.manager.catalog.availability(model_id)
+            if not status.available:
+                raise UserError(f"The {compression} models ({' and '.join(pair)}) are not "
+                                f"installed here: {model_id} has {status.reason}. Choose another "
+                                "compression.")
+        return pair
+
+    def compare(self, image: Any, state: dict[str, Any] | None, compression: str = "f4"
+                ) -> tuple:
+        """The chosen compression's VQ-VAE and VQGAN on the same image, with their figures."""
+        pair = self.pair(compression)
         source = image if image is not None else (self._need(state)["image"])
-        results = [self._tokenize(model_id, source) for model_id in COMPARED]
+        results = [self._tokenize(model_id, source) for model_id in pair]
         views: list[Any] = []
         for result in results:
             views += [view(result.image), render_token_grid(result.indices),
@@ -428,13 +450,97 @@ class TokenizeTab:
         table = _figures_table(results, sharpness=True)
         same = int((results[0].indices == results[1].indices).sum())
         size = results[0].indices.size
-        table += ("\n\nBoth give **the same tokens**: shapes-vqgan kept shapes-vqvae's encoder and "
+        table += (f"\n\nBoth give **the same tokens**: {pair[1]} kept {pair[0]}'s encoder and "
                   "codebook and fine-tuned only the decoder, so every difference you see is the "
                   "decoder's." if same == size else
                   f"\n\nThe two encoders agree on {same} of {size} tokens.")
         table += (" Edge sharpness = the reconstruction's Sobel gradient at the input's edges / "
                   "the input's own (1.0 = as sharp; blur lowers it).")
+        table += "\n\n" + image_comparison(*results)
         return (*views, table)
+
+    def pair_explanation(self, compression: str | None = "f4") -> str:
+        """What the two pairs' measured figures (their ``metrics.json``) say, in words; the chosen
+        compression first."""
+        chosen = compression if compression in tk.PAIRS else "f4"
+        order = [chosen] + [c for c in tk.PAIRS if c != chosen]
+        return "\n\n".join(pair_summary(self.manager.catalog, c, c == chosen) for c in order)
+
+    def choose_compression(self, compression: str | None) -> tuple[str, Any]:
+        """(the explanation, the compare button's label) for the chosen compression."""
+        pair = tk.PAIRS.get(compression or "", COMPARED)
+        return (self.pair_explanation(compression),
+                gr.update(value=f"Compare {pair[0]} and {pair[1]}"))
+
+
+def image_comparison(plain: tk.TokenizeResult, gan: tk.TokenizeResult) -> str:
+    """The side by side's figures for this one image, in words."""
+    s_plain = tk.edge_sharpness(plain.image, plain.reconstruction)
+    s_gan = tk.edge_sharpness(gan.image, gan.reconstruction)
+    gap = abs(s_plain - 1.0) - abs(s_gan - 1.0)
+    if gap > SAME_SHARPNESS:
+        sharp = (f"the VQGAN's edges are the closer to the input's sharpness ({s_gan:.3f} vs "
+                 f"{s_plain:.3f})")
+    elif gap < -SAME_SHARPNESS:
+        sharp = (f"the VQ-VAE's edges are the closer to the input's sharpness ({s_plain:.3f} vs "
+                 f"{s_gan:.3f})")
+    else:
+        sharp = f"both are practically as sharp ({s_plain:.3f} and {s_gan:.3f})"
+    cost = plain.psnr - gan.psnr
+    psnr_words = (f"the VQGAN's PSNR is {cost:.2f} dB lower" if cost > SAME_PSNR else
+                  f"the VQGAN's PSNR is {-cost:.2f} dB higher" if cost < -SAME_PSNR else
+                  "their PSNRs are practically equal")
+    return f"**On this image** {sharp}, and {psnr_words}."
+
+
+def pair_summary(catalog: Any, compression: str, chosen: bool = False) -> str:
+    """One compression's VQ-VAE vs VQGAN in plain words, from the figures their ``eval --write``
+    measured on the evaluation set (read from each model folder's ``metrics.json``): what the GAN
+    loss buys in edge sharpness and what it costs in PSNR."""
+    label = dict((key, text) for text, key in COMPRESSIONS)[compression]
+    head = f"**{label}**" + (" (chosen)" if chosen else "")
+    plain_id, gan_id = tk.PAIRS[compression]
+    for model_id in (plain_id, gan_id):
+        status = catalog.availability(model_id)
+        if not status.available:
+            return (f"{head}: not installed here ({model_id}: {status.reason}). Train "
+                    f"`{plain_id}`, then `{gan_id}` from it, and ship both in assets/models/.")
+    plain, gan = catalog.get(plain_id).metrics, catalog.get(gan_id).metrics
+    keys = ("psnr", "sharpness", "agreement", "n")
+    if not all(k in m for m in (plain, gan) for k in keys):
+        return (f"{head}: installed, not measured yet (`python -m mmstudio eval {gan_id} "
+                "--write`, and the same for its VQ-VAE); the figures of one image below still "
+                "compare them.")
+    s_plain, s_gan = plain["sharpness"], gan["sharpness"]
+    gap = abs(s_plain - 1.0) - abs(s_gan - 1.0)
+    words = [f"{head}: over {gan['n']} evaluation renders the VQ-VAE's edges are {s_plain:.2f} "
+             f"as steep as the originals' and the VQGAN's {s_gan:.2f} (1.00 = as sharp)."]
+    if gap > SAME_SHARPNESS:
+        share = gan.get("closer_to_one_share")
+        buys = (f"; image by image they are the closer to the original's on {share:.0%} of the "
+                "renders" if share is not None else "")
+        words.append(f"What the GAN loss buys: edges that keep the original's sharpness instead "
+                     f"of a blur{buys}.")
+    elif gap < -SAME_SHARPNESS:
+        words.append("Here the GAN loss did not bring the edges closer to the original's.")
+    else:
+        words.append("The two are practically as sharp: at this compression the tokens keep "
+                     "nearly every edge, so there is little blur for the GAN loss to remove.")
+    cost = plain["psnr"] - gan["psnr"]
+    if cost > SAME_PSNR:
+        words.append(f"What it costs: {cost:.1f} dB of PSNR ({plain['psnr']:.1f} dB for the "
+                     f"VQ-VAE, {gan['psnr']:.1f} dB for the VQGAN), because PSNR counts squared "
+                     "error, and a sharp edge a pixel off costs more of it than a blur that "
+                     "hedges between the places the edge could be.")
+    elif cost < -SAME_PSNR:
+        words.append(f"It costs no PSNR here: the VQGAN's is {-cost:.1f} dB higher "
+                     f"({gan['psnr']:.1f} vs {plain['psnr']:.1f} dB).")
+    else:
+        words.append(f"It costs practically no PSNR ({plain['psnr']:.1f} vs {gan['psnr']:.1f} "
+                     "dB).")
+    words.append(f"The analyzer reads all five attributes the same from {plain['agreement']:.0%} "
+                 f"(VQ-VAE) and {gan['agreement']:.0%} (VQGAN) of the reconstructions.")
+    return " ".join(words)
 
 
 def _whole(value: float | None, name: str) -> int:
@@ -532,14 +638,21 @@ def build(manager: ModelManager) -> None:
         browse_text = gr.Markdown()
         atlas = gr.Image(label="Codebook page", interactive=False, format="png")
     with gr.Accordion("Side by side: VQ-VAE vs VQGAN on the same image", open=False):
-        compare_btn = gr.Button("Compare shapes-vqvae and shapes-vqgan")
+        with gr.Row():
+            compression = gr.Radio([(text, key) for text, key in COMPRESSIONS], value="f4",
+                                   label="Compression: which pair to compare",
+                                   elem_id="vq-cmp-compression", scale=2)
+            compare_btn = gr.Button(f"Compare {COMPARED[0]} and {COMPARED[1]}", scale=1,
+                                    elem_id="vq-compare")
+        cmp_explain = gr.Markdown(tab.pair_explanation("f4"), elem_id="vq-cmp-explain")
         cmp_views = []
-        for name in COMPARED:
+        for kind in ("VQ-VAE", "VQGAN"):
             with gr.Row(equal_height=True):
                 for what in ("input", "tokens", "reconstruction", "error map"):
-                    cmp_views.append(_view_image(f"{name}: {what}", f"vq-cmp-{name}-{what[:5]}",
-                                                 pixelated=what != "tokens"))
-        cmp_table = gr.Markdown()
+                    cmp_views.append(_view_image(
+                        f"{kind}: {what}", f"vq-cmp-{kind.lower().replace('-', '')}-{what[:5]}",
+                        pixelated=what != "tokens"))
+        cmp_table = gr.Markdown(elem_id="vq-cmp-table")
 
     main_outputs = [state, view_in, view_grid, view_recon, view_err, figures, notes, hist]
     new_grids = [tokenize_btn.click(model_work(manager, tab.tokenize), [model, image_in],
@@ -570,5 +683,7 @@ def build(manager: ModelManager) -> None:
                    api_name="vq_codebook_usage")
     browse_btn.click(model_work(manager, tab.browse), [model, first, mode, state],
                      [atlas, browse_text], api_name="vq_codebook")
-    compare_btn.click(model_work(manager, tab.compare), [image_in, state],
+    compare_btn.click(model_work(manager, tab.compare), [image_in, state, compression],
                       [*cmp_views, cmp_table], api_name="vq_compare")
+    compression.change(user_errors(tab.choose_compression), [compression],
+                       [cmp_explain, compare_btn], api_visibility="private")
