@@ -105,16 +105,18 @@ def multi_positive_clip_loss(
     logit_scale: torch.Tensor,
     positive: torch.Tensor,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Symmetric InfoNCE with a target spread uniformly over the positives of each row/column.
+    """Symmetric InfoNCE with a target spread over the positives of each row/column.
 
-    With ``positive`` the identity this is exactly CLIP's loss. Returns (loss, in-batch top-1
-    accuracy of image -> caption, counting any positive as correct).
+    With ``positive`` the identity this is exactly CLIP's loss. ``positive`` may also be a float
+    matrix of target weights (1 for a true caption, less for partly true ones): each row/column
+    is normalised into a distribution. Returns (loss, in-batch top-1 accuracy of image ->
+    caption, counting any fully true caption, weight 1, as correct).
     """
     logits = logit_scale * image_features @ text_features.T  # (B images, B texts)
     target = positive.float()
     loss_i = -(target / target.sum(1, keepdim=True) * F.log_softmax(logits, 1)).sum(1).mean()
     loss_t = -(target / target.sum(0, keepdim=True) * F.log_softmax(logits, 0)).sum(0).mean()
-    hit = positive.gather(1, logits.argmax(1, keepdim=True)).float().mean()
+    hit = (target.gather(1, logits.argmax(1, keepdim=True)) >= 1).float().mean()
     return (loss_i + loss_t) / 2, hit
 
 
