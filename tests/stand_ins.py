@@ -64,8 +64,32 @@ def stand_in_vq_f8(models: Path) -> tuple[Path, Path]:
     return folders[0], folders[1]
 
 
+def stand_in_gpt(folder: Path, seed: int = 0) -> Path:
+    """An untrained shapes-gpt: exactly the trainer's architecture and stream, exported as
+    training does (fp16 save_pretrained, token_stream.json, vq.json naming shapes-vqvae), with
+    the shipped MODEL_CARD.md template."""
+    import shutil
+
+    import torch
+
+    from mmstudio.training import gpt as training
+
+    folder = Path(folder)
+    if folder.is_symlink():  # a shipped folder that holds only the card template
+        folder.unlink()
+    torch.manual_seed(seed)
+    args = training.parse_args(["--out", str(folder), "--steps", "1"])
+    args.vq_sha256 = ""
+    model = training.build_gpt(training.shapes_stream(), args.layers, args.width, args.heads)
+    out = training.export(model.eval(), training.shapes_stream(), args, 0, 0.0, [])
+    template = ASSETS / "models" / "shapes-gpt" / "MODEL_CARD.md"
+    if template.is_file():
+        shutil.copy(template, out / "MODEL_CARD.md")
+    return out
+
+
 def assets_with(root: Path, clap: bool = True, codec: bool = False,
-                skip: tuple[str, ...] = (), vq_f8: bool = False) -> Path:
+                skip: tuple[str, ...] = (), vq_f8: bool = False, gpt: bool = False) -> Path:
     """``root`` as an assets folder: the shipped examples and models linked (but ``skip``), and
     stand-ins for sounds-clap / sounds-codec / the f8 VQ pair where they are not shipped."""
     (root / "models").mkdir(parents=True)
@@ -79,4 +103,6 @@ def assets_with(root: Path, clap: bool = True, codec: bool = False,
         stand_in_codec(root / "models" / "sounds-codec")
     if vq_f8:
         stand_in_vq_f8(root / "models")
+    if gpt and not (root / "models" / "shapes-gpt" / "model.safetensors").is_file():
+        stand_in_gpt(root / "models" / "shapes-gpt")
     return root

@@ -16,8 +16,8 @@ from collections.abc import Sequence
 from mmstudio.errors import UserError
 
 # Subcommand modules, in the order --help lists them; one not written yet is left out.
-COMMAND_MODULES = ("models", "worlds", "train", "tokenize", "similarity", "generate", "attention",
-                   "bench")
+COMMAND_MODULES = ("models", "worlds", "train", "tokenize", "similarity", "generate", "compare",
+                   "attention", "bench")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -20,6 +20,7 @@ PNG the way gradio sends them): the first call of a fresh process, calls with ne
     python -m mmstudio bench load [--clients 16[,32]] [--seconds 180] [--steps 25]
     python -m mmstudio bench codec [--model sounds-codec] [--runs 5]
     python -m mmstudio bench clap [--model sounds-clap] [--clips 50] [--runs 5]
+    python -m mmstudio bench gpt [--model shapes-gpt] [--runs 5]
 
 ``bench codec`` times encode + decode of 1 s of audio with the default audio codec (catalog task
 ``audio_codec``), all levels, against a target of 50 ms per second of audio on a CPU.
@@ -27,6 +28,10 @@ PNG the way gradio sends them): the first call of a fresh process, calls with ne
 embeddings computed (a fresh cache each run; target 2 s), then the Similarity tab's sounds answer
 for them (zero-shot, retrieval over the 36 renders too, map, every picture PNG-encoded) and the
 cached matrix.
+
+``bench gpt`` times a token prior: one image (64 tokens with the KV cache and guidance, then the
+VQ decode) against a target of 0.2 s on a CPU, a batch of 16 prompts against at most 4x that, and
+the same image without the KV cache (every pass re-reads the whole stream), for what the cache buys.
 
 ``bench load`` serves the app and drives it from many clients at once: see ``bench_load``.
 """
@@ -36,6 +41,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import itertools
 import json
 import statistics
 import tempfile
@@ -46,8 +52,9 @@ from typing import Any
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "bench", help="measure performance (denoise, similarity, dit, load, codec, clap)")
-    parser.add_argument("what", choices=["denoise", "similarity", "dit", "load", "codec", "clap"])
+        "bench", help="measure performance (denoise, similarity, dit, load, codec, clap, gpt)")
+    parser.add_argument("what", choices=["denoise", "similarity", "dit", "load", "codec", "clap",
+                                         "gpt"])
     parser.add_argument("--model", default=None, help="default: the task's default model")
     parser.add_argument("--steps", type=int, default=25, help="denoise: sampling steps")
     parser.add_argument("--scheduler", default="ddim", help="denoise: scheduler")
@@ -245,6 +252,13 @@ def run_bench(args: argparse.Namespace) -> int:
         return 0
     if args.what == "dit":
         return bench_dit(args)
+    if args.what == "gpt":
+        figures = bench_gpt(args)
+        if args.json:
+            print(json.dumps(figures, indent=2))
+        else:
+            print_gpt(figures)
+        return 0
     if args.what in ("codec", "clap"):
         figures = bench_codec(args) if args.what == "codec" else bench_clap(args)
         if args.json:
@@ -319,6 +333,55 @@ def bench_dit(args: argparse.Namespace) -> int:
     print(f"  attention capture: {captured * 1000:.0f} ms vs plain {plain * 1000:.0f} ms "
           f"({figures['capture_overhead']:.2f}x)")
     return 0
+
+
+# ------------------------------------------------------------------------------------ tokens
+GPT_ONE_TARGET_S = 0.2  # one image: 64 tokens with the KV cache, decode included, on a CPU
+GPT_BATCH_RATIO = 4.0  # a batch of 16 prompts at most this many times one image
+
+
+def bench_gpt(args: argparse.Namespace) -> dict[str, Any]:
+    """One image, a batch of 16 prompts, and one image without the KV cache; medians."""
+    import torch
+
+    from mmstudio.manager import ModelManager
+    from mmstudio.pipelines.compare import DEFAULT_PROMPTS
+    from mmstudio.pipelines.token_prior import PriorSettings, prior_for
+
+    manager = ModelManager()
+    model_id = _model_for(manager, "token_prior", args.model, "a token prior")
+    spec = manager.catalog.get(model_id)
+    guidance = spec.guidance or 1.0
+    one = PriorSettings((DEFAULT_PROMPTS[1],), guidance=guidance)
+    sixteen = PriorSettings(tuple(itertools.islice(itertools.cycle(DEFAULT_PROMPTS), 16)),
+                            guidance=guidance)
+    with prior_for(manager, model_id) as prior:
+        one_s = _median_seconds(lambda: prior.run(one), args.runs)
+        batch_s = _median_seconds(lambda: prior.run(sixteen), args.runs)
+        uncached_s = _median_seconds(lambda: prior.run(one, cache=False), max(1, args.runs // 2))
+        tokens = prior.stream.image_tokens
+        decode_s = _median_seconds(lambda: prior.decode(prior.run(one).codes), 1) - one_s
+    return {"model": model_id, "guidance": guidance, "tokens": tokens,
+            "threads": torch.get_num_threads(), "runs": args.runs,
+            "one_image_s": one_s, "one_image_target_s": GPT_ONE_TARGET_S,
+            "one_image": _verdict(one_s, GPT_ONE_TARGET_S),
+            "batch16_s": batch_s, "batch16_per_image_s": batch_s / 16,
+            "batch16_over_one": batch_s / one_s, "batch16_target_ratio": GPT_BATCH_RATIO,
+            "batch16": _verdict(batch_s / one_s, GPT_BATCH_RATIO),
+            "uncached_one_image_s": uncached_s, "kv_cache_speedup": uncached_s / one_s,
+            "decode_s": max(decode_s, 0.0)}
+
+
+def print_gpt(f: dict[str, Any]) -> None:
+    print(f"gpt bench: {f['model']}, {f['tokens']} tokens, guidance {f['guidance']:g}, median of "
+          f"{f['runs']} runs, {f['threads']} threads")
+    print(f"  one image (KV cache, decode) {f['one_image_s'] * 1000:8.1f} ms  target "
+          f"{f['one_image_target_s'] * 1000:.0f} ms ({f['one_image']})")
+    print(f"  batch of 16 prompts          {f['batch16_s'] * 1000:8.1f} ms  = "
+          f"{f['batch16_over_one']:.2f}x one image, target at most {f['batch16_target_ratio']:g}x "
+          f"({f['batch16']}); {f['batch16_per_image_s'] * 1000:.1f} ms per image")
+    print(f"  one image without KV cache   {f['uncached_one_image_s'] * 1000:8.1f} ms  "
+          f"(the cache is {f['kv_cache_speedup']:.1f}x faster)")
 
 
 # ------------------------------------------------------------------------------------ audio

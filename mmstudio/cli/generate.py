@@ -1,9 +1,13 @@
-"""`python -m mmstudio generate`: text -> images with a diffusion model, optionally with its trace.
+"""`python -m mmstudio generate`: text -> images with a diffusion model or a token prior, optionally
+with its trace.
 
 Writes ``<out>/p<prompt>_s<seed>.png`` at the model's native resolution (with ``--trace``, also
-``<out>/trace/p<prompt>_s<seed>/step<k>_{xt,x0}.png``) and ``<out>/generate.json`` naming the
-prompt, seed and file of every image and the settings used. Any number of prompts (x ``--n``)
-run in one process, ``--batch`` images per forward pass.
+``<out>/trace/p<prompt>_s<seed>/step<k>_{xt,x0}.png``; for a token prior such as ``shapes-gpt``,
+``token<k>.png``: the grid decoded after token k, the cells not yet written hatched) and
+``<out>/generate.json`` naming the prompt, seed and file of every image and the settings used. Any
+number of prompts (x ``--n``) run in one process, ``--batch`` images per forward pass. A token
+prior samples with ``--temperature``, ``--top-k`` and ``--top-p``; ``--steps`` and
+``--scheduler`` are for diffusion models (a prior writes one token per step).
 """
 
 from __future__ import annotations
@@ -25,7 +29,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--guidance", type=float, default=None)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--n", type=int, default=1, help="images per prompt")
-    parser.add_argument("--scheduler", default="ddim")
+    parser.add_argument("--scheduler", default=None, help="diffusion models (default ddim)")
+    parser.add_argument("--temperature", type=float, default=None,
+                        help="token priors (default 1; 0 = greedy)")
+    parser.add_argument("--top-k", type=int, default=None, help="token priors (default 0: all)")
+    parser.add_argument("--top-p", type=float, default=None, help="token priors (default 1: all)")
     parser.add_argument("--batch", type=int, default=32, help="images per forward pass")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--trace", action="store_true", help="also write every step's x_t, x0")
@@ -65,6 +73,13 @@ def run_generate(args: argparse.Namespace) -> int:
     manager = ModelManager()
     model_id = args.model or manager.catalog.default_for("denoise")
     spec = manager.catalog.get(model_id)
+    if spec.loader == "gpt_prior":
+        return run_generate_tokens(args, manager, model_id, prompts)
+    for name in ("temperature", "top_k", "top_p"):
+        if getattr(args, name) is not None:
+            raise UserError(f"--{name.replace('_', '-')} is for token priors (shapes-gpt); "
+                            f"{model_id} is a diffusion model")
+    args.scheduler = args.scheduler or "ddim"
     steps = args.steps if args.steps is not None else spec.steps or 25
     guidance = args.guidance if args.guidance is not None else spec.guidance or 0.0
     if not 1 <= args.batch <= MAX_BATCH:
@@ -116,4 +131,64 @@ def run_generate(args: argparse.Namespace) -> int:
     else:
         print(f"wrote {len(records)} images to {args.out} ({model_id}, {steps} "
               f"{args.scheduler} steps, guidance {guidance:g})")
+    return 0
+
+
+def run_generate_tokens(args: argparse.Namespace, manager, model_id: str,
+                        prompts: list[str]) -> int:
+    """``generate`` for a token prior: the same files and generate.json, one token per step."""
+    from mmstudio.pipelines.token_prior import MAX_BATCH, PriorSettings, prior_for
+    from mmstudio.worlds.media import write_png
+
+    for name in ("steps", "scheduler"):
+        if getattr(args, name) is not None:
+            raise UserError(f"--{name} is for diffusion models; {model_id} is a token prior "
+                            "that writes its image one token per step (use --temperature, "
+                            "--top-k, --top-p)")
+    spec = manager.catalog.get(model_id)
+    guidance = args.guidance if args.guidance is not None else spec.guidance or 1.0
+    if not 1 <= args.batch <= MAX_BATCH:
+        raise UserError(f"--batch must be from 1 to {MAX_BATCH}")
+    if args.n < 1:
+        raise UserError("--n must be at least 1")
+    jobs = [(p, prompt, args.seed + k) for p, prompt in enumerate(prompts) for k in range(args.n)]
+    chunks = [PriorSettings(tuple(j[1] for j in chunk), guidance=guidance, seed=args.seed,
+                            temperature=1.0 if args.temperature is None else args.temperature,
+                            top_k=args.top_k or 0,
+                            top_p=1.0 if args.top_p is None else args.top_p,
+                            image_seeds=tuple(j[2] for j in chunk)).validated()
+              for chunk in (jobs[b: b + args.batch] for b in range(0, len(jobs), args.batch))]
+    args.out.mkdir(parents=True, exist_ok=True)
+    note(manager.catalog.unknown_words_message(model_id, prompts))  # the run goes ahead
+
+    records = []
+    with prior_for(manager, model_id) as prior:
+        for begin, settings in zip(range(0, len(jobs), args.batch), chunks, strict=True):
+            chunk = jobs[begin: begin + args.batch]
+            result = prior.run(settings)
+            for i, ((p, prompt, seed), image) in enumerate(zip(chunk, result.images,
+                                                               strict=True)):
+                name = f"p{p:03d}_s{seed}.png"
+                write_png(image, args.out / name)
+                record = {"file": name, "prompt": prompt, "prompt_index": p, "seed": seed,
+                          "tokens": result.codes[i].tolist()}
+                if args.trace:
+                    folder = args.out / "trace" / name.removesuffix(".png")
+                    folder.mkdir(parents=True, exist_ok=True)
+                    for k, frame in enumerate(prior.filling_frames(result.codes[i])):
+                        write_png(frame, folder / f"token{k:03d}.png")
+                    record["trace"] = str(folder.relative_to(args.out))
+                records.append(record)
+    first = chunks[0]
+    summary = {"model": model_id, "steps": result.evaluations, "guidance": guidance,
+               "scheduler": None, "temperature": first.temperature, "top_k": first.top_k,
+               "top_p": first.top_p, "n": args.n, "seed": args.seed,
+               "resolution": int(result.images.shape[1]), "images": records}
+    (args.out / "generate.json").write_text(json.dumps(summary, indent=2) + "\n")
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print(f"wrote {len(records)} images to {args.out} ({model_id}, {result.evaluations} "
+              f"tokens one at a time, temperature {first.temperature:g}, guidance "
+              f"{guidance:g})")
     return 0

@@ -15,6 +15,7 @@ EVALUATORS: dict[str, str] = {
     "shapes-unet": "mmstudio.evaluation.unet",
     "shapes-vae": "mmstudio.evaluation.vae",
     "shapes-dit": "mmstudio.evaluation.unet",
+    "shapes-gpt": "mmstudio.evaluation.gpt",
     "sounds-codec": "mmstudio.evaluation.codec",
     "sounds-clap": "mmstudio.evaluation.clap",
 }

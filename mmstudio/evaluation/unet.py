@@ -144,8 +144,11 @@ def evaluate(manager: Any, model_id: str, args: argparse.Namespace) -> dict[str,
 CARD_START, CARD_END = "<!-- metrics:start -->", "<!-- metrics:end -->"
 
 
-def card_table(metrics: dict[str, Any], training: dict[str, Any]) -> str:
-    """The measured figures as Markdown, from metrics.json (never typed by hand)."""
+def card_table(metrics: dict[str, Any], training: dict[str, Any], settings: str | None = None
+               ) -> str:
+    """The measured figures as Markdown, from metrics.json (never typed by hand); ``settings``:
+    the sentence saying how they were measured (default: a diffusion model's steps and
+    scheduler)."""
     def pct(value: float | None) -> str:
         return "-" if value is None else f"{value:.1%}"
 
@@ -169,11 +172,11 @@ def card_table(metrics: dict[str, Any], training: dict[str, Any]) -> str:
         f"| sizes covered, same | {metrics['sizes_covered']} of 2 | 2 "
         f"{'(met)' if ok['sizes_covered'] else '(**missed**)'} |",
     ]
-    settings = (f"Measured after {training.get('step', '?')} training steps with "
-                f"{metrics['steps']} {metrics['scheduler']} steps, guidance "
-                f"{metrics['guidance']}, seed {metrics['seed']} "
-                f"(`python -m mmstudio eval {metrics['model']} --n {metrics['samples']} "
-                f"--write`).")
+    settings = settings or (
+        f"Measured after {training.get('step', '?')} training steps with "
+        f"{metrics['steps']} {metrics['scheduler']} steps, guidance "
+        f"{metrics['guidance']}, seed {metrics['seed']} "
+        f"(`python -m mmstudio eval {metrics['model']} --n {metrics['samples']} --write`).")
     overlap = metrics.get("train_overlap")
     if overlap:
         from mmstudio.evaluation.overlap import sentence
@@ -182,7 +185,9 @@ def card_table(metrics: dict[str, Any], training: dict[str, Any]) -> str:
     return "\n".join([CARD_START, settings, "", *rows, CARD_END])
 
 
-def update_card(folder: Path, metrics: dict[str, Any]) -> bool:
+def update_card(folder: Path, metrics: dict[str, Any], settings: Any = None) -> bool:
+    """Replace the figures between the card's markers; ``settings(training) -> str`` words how
+    they were measured (``card_table``)."""
     card = folder / "MODEL_CARD.md"
     training_path = folder / "training.json"
     if not card.is_file():
@@ -192,7 +197,8 @@ def update_card(folder: Path, metrics: dict[str, Any]) -> bool:
     start, end = text.find(CARD_START), text.find(CARD_END)
     if start < 0 or end < 0:
         return False
-    card.write_text(text[:start] + card_table(metrics, training) + text[end + len(CARD_END):])
+    table = card_table(metrics, training, settings(training) if settings else None)
+    card.write_text(text[:start] + table + text[end + len(CARD_END):])
     return True
 
 

@@ -182,6 +182,19 @@ class ImagePrior:
         return hatch_unfilled(images, filled, self.grid, self.cell)
 
 
+    def filling_frames(self, codes: np.ndarray) -> np.ndarray:
+        """One image's grid (grid, grid) as it fills: frame k shows the first k + 1 tokens
+        written and the rest hatched: (grid**2, H, W, 3), decoded in one batch."""
+        flat = np.asarray(codes, np.int64).reshape(-1)
+        cells = self.stream.image_tokens
+        grids = np.repeat(flat[None], cells, axis=0)
+        for k in range(cells):
+            grids[k, k + 1:] = flat[0]
+        images = self.decode(grids.reshape(cells, self.grid, self.grid))
+        return np.stack([hatch_unfilled(images[k: k + 1], k + 1, self.grid, self.cell)[0]
+                         for k in range(cells)])
+
+
 def hatch_unfilled(images: np.ndarray, filled: int, grid: int, cell: int) -> np.ndarray:
     """Cover the cells at raster positions ``filled`` and after with a grey checker of pixels."""
     out = np.array(images, copy=True)
