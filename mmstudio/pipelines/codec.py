@@ -209,7 +209,10 @@ class LadderRow:
 
 
 def to_16k(audio_at_codec_rate: np.ndarray, info: CodecInfo) -> np.ndarray:
-    return resample(audio_at_codec_rate, info.sample_rate, 16_000)
+    """The codec's output at the studio's rate (the sounds world's 16 kHz), for the analyzer."""
+    from mmstudio.worlds import audio
+
+    return resample(audio_at_codec_rate, info.sample_rate, audio.SAMPLE_RATE)
 
 
 def ladder(model: Any, tokens: SoundTokens, original_16k: np.ndarray,
