@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from tests.conftest import ARTIFACTS
 
-TABS = ["Tokenize (VQ)", "Diffusion", "DiT", "Audio", "Video", "Similarity", "Worlds",
-        "Models"]
+TABS = ["Tokenize (VQ)", "Diffusion", "DiT", "Tokens vs noise", "Audio", "Video", "Similarity",
+        "Worlds", "Models"]
 
 
 def test_every_tab_opens_without_errors_or_foreign_requests(page, app_server: str) -> None:

@@ -72,8 +72,8 @@ def image_generator(manager: Any, model_id: str) -> Iterator[ImageGenerator]:
             cells = prior.stream.image_tokens
             yield ImageGenerator(
                 model_id, "tokens + autoregression",
-                f"{cells} tokens ({prior.grid} x {prior.grid} of {prior.stream.num_codes} "
-                f"codes), one per pass, then the {prior.vq_id} decoder", cells,
+                f"{cells} VQ tokens ({prior.grid} x {prior.grid} of {prior.stream.num_codes} "
+                f"codes), one per pass; {prior.vq_id} decodes", cells,
                 {"guidance": guidance, "temperature": 1.0, "top_k": 0, "top_p": 1.0}, tokens)
         return
     if "denoise" not in spec.tasks and "dit" not in spec.tasks:
@@ -92,11 +92,10 @@ def image_generator(manager: Any, model_id: str) -> Iterator[ImageGenerator]:
         size, channels = denoiser.size, denoiser.channels
         if denoiser.latent:
             paradigm = "latent diffusion"
-            output = (f"a {size} x {size} x {channels} latent, refined over every pass, then "
-                      "the VAE decoder")
+            output = f"{size} x {size} x {channels} latent, all of it every pass; a VAE decodes"
         else:
-            paradigm, output = "pixel diffusion", f"{size} x {size} x {channels} pixels, refined " \
-                                                  "over every pass"
+            paradigm = "pixel diffusion"
+            output = f"{size} x {size} x {channels} pixels, all of them every pass"
         yield ImageGenerator(model_id, paradigm, output, steps,
                              {"guidance": guidance, "steps": steps, "scheduler": "ddim"}, denoise)
 

@@ -29,6 +29,9 @@ TABS: list[tuple[str, str, str]] = [
      "predicted noise at every step, the forward process, schedulers and guidance; a U-Net "
      "trained on shapes and Stable Diffusion / SD-Turbo."),
     ("DiT", "tab_dit", "Sampling with a Diffusion Transformer, step by step: DiT-XL-2-256."),
+    ("Tokens vs noise", "tab_tokens",
+     "A GPT writes an image as VQ tokens one at a time, and the tokens-vs-diffusion table "
+     "measured on the same prompts."),
     ("Audio", "tab_audio",
      "What a sound is as numbers: waveform, STFT and log-mel spectrograms, Griffin-Lim; neural "
      "audio codec tokens and audio-text similarity."),
