@@ -58,6 +58,12 @@ def test_tokens_api_generate_scrub_force_compare_and_errors(tokens_server: str) 
     again = client.predict(10, api_name="/tokens_position")
     assert again[4].startswith(f"token 10 of 64 (row 1, column 1): code {other}, forced")
 
+    # the run downloads as a GIF (one frame per token) and an MP4
+    gif, mp4 = client.predict(api_name="/tokens_trace_files")
+    from PIL import Image
+
+    assert Image.open(gif).n_frames == 64 and Path(mp4).stat().st_size > 1000
+
     # the comparison on two prompts: one row per model, the figures and the pictures
     status, table, findings, scatter, samples = client.predict(
         TWO_PROMPTS, ["shapes-gpt", "shapes-dit"], 1, 0, api_name="/tokens_compare")

@@ -165,3 +165,41 @@ def scatter_picture(points: Sequence[tuple[str, str, float, float | None]],
             x - 8 - draw.textlength(model, font=font)
         draw.text((label_x, y - 7), model, fill=color, font=font)
     return np.asarray(picture)
+
+
+class TokenTrace:
+    """A token prior's run as one picture per token (the code grid and the decoded image side by
+    side, as the grid fills), for the trace viewer's GIF and MP4 downloads
+    (``ui.trace_viewer.trace_files``)."""
+
+    def __init__(self, tokens: Sequence[int], frames: np.ndarray, grid: int = 8,
+                 size: int = 192) -> None:
+        self.tokens, self.frames, self.grid, self.size = list(tokens), frames, grid, size
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    def strip(self, index: int) -> np.ndarray:
+        image = self.frames[index]
+        left = token_grid_picture(self.tokens, index + 1, image, self.grid, index, self.size)
+        right = grid_overlay(image, self.grid, index, self.size)
+        right = right[: left.shape[0], : left.shape[1]]
+        spacer = np.full((left.shape[0], 8, 3), 255, np.uint8)
+        return np.concatenate([left, spacer, right], axis=1)
+
+    def write_gif(self, path, seconds_per_step: float = 0.08):
+        from pathlib import Path
+
+        pictures = [Image.fromarray(self.strip(i)) for i in range(len(self))]
+        durations = [int(seconds_per_step * 1000)] * (len(pictures) - 1) + [1500]
+        pictures[0].save(path, save_all=True, append_images=pictures[1:], duration=durations,
+                         loop=0)
+        return Path(path)
+
+    def write_mp4(self, path, fps: int = 12):
+        from mmstudio.pipelines.trace import _even
+        from mmstudio.worlds.media import write_mp4
+
+        frames = np.stack([self.strip(i) for i in range(len(self))])
+        frames = np.concatenate([frames, np.repeat(frames[-1:], fps, axis=0)])  # hold the end
+        return write_mp4(_even(frames), path, fps=fps, scale=1)

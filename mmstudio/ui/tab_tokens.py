@@ -11,7 +11,8 @@ import gradio as gr
 import numpy as np
 
 from mmstudio.manager import ModelManager
-from mmstudio.ui.common import explain, model_work, unknown_words_note
+from mmstudio.ui.common import explain, model_work, unknown_words_note, user_errors
+from mmstudio.ui.trace_viewer import step_panel, trace_files
 
 MODEL_ID = "shapes-gpt"
 EXPLAIN = """
@@ -98,12 +99,8 @@ def build(manager: ModelManager) -> None:
             gr.Markdown("**The token grid** (codes in raster order)", elem_classes=["mm-caption"])
             grid_view = gr.Image(show_label=False, interactive=False, height=VIEW, format="png",
                                  buttons=[], elem_id="tokens-grid")
-        with gr.Column(min_width=200):
-            gr.Markdown("**Decoded so far** (hatched: not written yet)",
-                        elem_classes=["mm-caption"])
-            image_view = gr.Image(show_label=False, interactive=False, height=VIEW, format="png",
-                                  buttons=["download"], elem_id="tokens-image",
-                                  elem_classes=["mm-pixelated"])
+        image_view = step_panel("Decoded so far (hatched: not written yet)", "tokens-image",
+                                height=VIEW)
         with gr.Column(min_width=240):
             gr.Markdown("**Candidates for the current token** (decoded in place)",
                         elem_classes=["mm-caption"])
@@ -115,6 +112,11 @@ def build(manager: ModelManager) -> None:
                          interactive=False, elem_id="tokens-position")
     status = gr.Markdown(elem_id="tokens-status")
     run_state = gr.State(None)
+    with gr.Accordion("Downloads: the grid filling, as GIF and MP4", open=False):
+        make_files = gr.Button("Make GIF and MP4 of the last run", elem_id="tokens-files")
+        with gr.Row():
+            gif_file = gr.File(label="As GIF", interactive=False)
+            mp4_file = gr.File(label="As MP4", interactive=False)
 
     def settings_from(prompt_text: str, temp: float, k: float, p: float, scale: float,
                       seed_value: float):
@@ -212,6 +214,15 @@ def build(manager: ModelManager) -> None:
     position.input(model_work(manager, scrub), [position, run_state],
                    [grid_view, image_view, candidates_view, candidate, status],
                    api_name="tokens_position", trigger_mode="always_last")
+
+    def files(state: dict | None):
+        from mmstudio.pipelines.token_pictures import TokenTrace
+
+        trace = TokenTrace(state["tokens"], state["frames"]) if state else None
+        return trace_files(trace, prefix="tokens")
+
+    make_files.click(user_errors(files), run_state, [gif_file, mp4_file],
+                     api_name="tokens_trace_files")
 
     with gr.Accordion("Tokens vs diffusion: the table, measured on this run", open=True):
         explain(COMPARE_EXPLAIN)
