@@ -305,6 +305,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--filters", type=int, default=ARCHITECTURE["num_filters"])
     p.add_argument("--commit", type=float, default=1.0, help="commitment loss weight")
     p.add_argument("--wave", type=float, default=1.0, help="waveform L1 weight")
+    p.add_argument("--log-weight", type=float, default=0.25,
+                   help="weight of the log-magnitude L1 in the spectral loss (the quiet bins "
+                        "between and around harmonics)")
     p.add_argument("--decay", type=float, default=0.99, help="codebook EMA decay")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
@@ -333,7 +336,8 @@ def export(model: torch.nn.Module, args: argparse.Namespace, step: int, seconds:
     (out / "training.json").write_text(json.dumps(
         {"model_id": MODEL_ID, "step": step, "steps": args.steps, "batch": args.batch,
          "crop_samples": args.crop, "lr": args.lr, "filters": args.filters,
-         "commit": args.commit, "wave": args.wave, "decay": args.decay, "seed": args.seed,
+         "commit": args.commit, "wave": args.wave, "log_weight": args.log_weight,
+         "decay": args.decay, "seed": args.seed,
          "ae_warmup": args.ae_warmup,
          "spectral_scales": SPECTRAL_SCALES, "linear_spectra_from": 1024,
          "quantizer_dropout": "uniform 1..levels",
@@ -355,7 +359,7 @@ def main(model_id: str, argv: list[str]) -> int:
     model = build_codec(num_filters=args.filters).to(device).train()
     use_fast_elu(model)
     levels = int(model.config.num_quantizers)
-    spectral = SpectralLoss(int(model.config.sampling_rate)).to(device)
+    spectral = SpectralLoss(int(model.config.sampling_rate), log_weight=args.log_weight).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr, betas=(0.5, 0.9))
     generator = torch.Generator().manual_seed(args.seed)
     Path(args.run).mkdir(parents=True, exist_ok=True)
