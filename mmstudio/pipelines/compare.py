@@ -324,19 +324,22 @@ def samples_sheet(rows: Sequence[CompareRow], scale: int = 3, gap: int = 6) -> n
     block headed by its model id and enlarged ``scale`` times (nearest neighbour)."""
     from PIL import Image, ImageDraw
 
+    from mmstudio.pipelines.sound_pictures import _font
+
     grids = [r.images for r in rows if r.images is not None]
     if not grids:
         raise UserError("no samples to show")
     prompts, n, h, w, _ = grids[0].shape
     cell_h, cell_w = h * scale, w * scale
     block = n * cell_w + (n - 1) * 2
-    top = 14
+    font = _font(18)  # the sheet is shown scaled to fit: a label readable after halving
+    top = 26
     sheet = Image.new("RGB", (len(grids) * (block + gap) - gap,
                               top + prompts * (cell_h + 2) - 2), (255, 255, 255))
     draw = ImageDraw.Draw(sheet)
     for m, (row, grid) in enumerate(zip(rows, grids, strict=True)):
         x0 = m * (block + gap)
-        draw.text((x0 + 2, 1), row.model, fill=(40, 40, 40))
+        draw.text((x0 + 2, 3), row.model, fill=(40, 40, 40), font=font)
         for p in range(prompts):
             for k in range(n):
                 tile = np.repeat(np.repeat(grid[p, k], scale, 0), scale, 1)

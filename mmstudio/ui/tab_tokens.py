@@ -240,16 +240,24 @@ def build(manager: ModelManager) -> None:
                     compare_seed = gr.Number(0, precision=0, minimum=0, label="Seed")
                 measure = gr.Button("Measure", variant="primary", elem_id="tokens-compare")
         compare_status = gr.Markdown(elem_id="tokens-compare-status")
-        table = gr.Dataframe(interactive=False, wrap=True, elem_id="tokens-compare-table")
+        # the long "output" column gets the room; the figures stay on one line each
+        table = gr.Dataframe(interactive=False, wrap=True, elem_id="tokens-compare-table",
+                             column_widths=["10%", "10%", "22%", "6%", "7%", "7%", "6%", "8%",
+                                            "8%", "8%", "8%"])
         findings_view = gr.Markdown(elem_id="tokens-compare-findings")
         with gr.Row():
-            scatter_view = gr.Image(label="Adherence against time per sample", height=300,
-                                    interactive=False, format="png",
-                                    elem_id="tokens-compare-scatter")
-            samples_view = gr.Image(label="Samples side by side (a row per prompt)",
-                                    height=420, interactive=False, format="png",
-                                    elem_id="tokens-compare-samples",
-                                    elem_classes=["mm-pixelated"])
+            # headings above the pictures, not gradio's label badge over their top corner
+            with gr.Column():
+                gr.Markdown("**Adherence against time per sample**")
+                scatter_view = gr.Image(label="Adherence against time per sample", height=300,
+                                        show_label=False, interactive=False, format="png",
+                                        elem_id="tokens-compare-scatter")
+            with gr.Column():
+                gr.Markdown("**Samples side by side** (a row per prompt)")
+                samples_view = gr.Image(label="Samples side by side (a row per prompt)",
+                                        height=420, show_label=False, interactive=False,
+                                        format="png", elem_id="tokens-compare-samples",
+                                        elem_classes=["mm-pixelated"])
 
     def run_compare(prompt_text: str, model_ids: list[str] | None, per_prompt: float,
                     seed_value: float, progress: gr.Progress = gr.Progress()):
