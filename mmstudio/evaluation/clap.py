@@ -14,18 +14,17 @@ Targets: at least 95% on seen combinations and 80% on held-out ones. Exit code 1
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from mmstudio.errors import UserError
+from mmstudio.evaluation.report import CARD_END, CARD_START, finish
 from mmstudio.worlds import sounds
 from mmstudio.worlds.datasets import EVAL_SEED, eval_set
 
 TARGETS = {"zero_shot_seen": 0.95, "zero_shot_held_out": 0.80}
-CARD_START, CARD_END = "<!-- metrics:start -->", "<!-- metrics:end -->"
 BATCH = 120
 
 
@@ -115,19 +114,4 @@ def main(model_id: str, argv: list[str]) -> int:
 
     clap = ClapModel(model_id, LOADERS[spec.loader](folder, spec, torch.float32))
     metrics = evaluate_clap(clap, args.n, args.seed)
-    verdict = passed(metrics)
-    metrics["passed"] = verdict
-    if args.write:
-        (folder / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-        card = folder / "MODEL_CARD.md"
-        if card.is_file() and CARD_START in card.read_text():
-            text = card.read_text()
-            head, rest = text.split(CARD_START, 1)
-            card.write_text(head + card_table(metrics) + rest.split(CARD_END, 1)[1])
-    if args.json:
-        print(json.dumps(metrics, indent=2))
-    else:
-        print(card_table(metrics).replace(CARD_START, "").replace(CARD_END, "").strip())
-        for name, ok in verdict.items():
-            print(f"{name}: {metrics[name]} (target {TARGETS[name]}) {'met' if ok else 'MISSED'}")
-    return 0 if all(verdict.values()) else 1
+    return finish(metrics, TARGETS, Path(folder), card_table, args.write, args.json)

@@ -21,7 +21,6 @@ when a target is missed. ``--write`` stores ``metrics.json`` and rewrites the fi
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
@@ -29,11 +28,11 @@ import numpy as np
 import torch
 
 from mmstudio.errors import UserError
+from mmstudio.evaluation.report import CARD_END, CARD_START, finish
 from mmstudio.worlds import sounds
 from mmstudio.worlds.datasets import EVAL_SEED, eval_set
 
 TARGETS = {"agreement_seen": 0.95, "agreement_held_out": 0.90}
-CARD_START, CARD_END = "<!-- metrics:start -->", "<!-- metrics:end -->"
 BATCH = 60
 
 
@@ -129,19 +128,4 @@ def main(model_id: str, argv: list[str]) -> int:
         raise UserError(f"{folder} holds no EncodecModel (config.json)")
     model = EncodecModel.from_pretrained(folder, use_safetensors=True).eval()
     metrics = evaluate_codec(model, args.n, args.seed)
-    verdict = passed(metrics)
-    metrics["passed"] = verdict
-    if args.write:
-        (Path(folder) / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-        card = Path(folder) / "MODEL_CARD.md"
-        if card.is_file() and CARD_START in card.read_text():
-            text = card.read_text()
-            head, rest = text.split(CARD_START, 1)
-            card.write_text(head + card_table(metrics) + rest.split(CARD_END, 1)[1])
-    if args.json:
-        print(json.dumps(metrics, indent=2))
-    else:
-        print(card_table(metrics).replace(CARD_START, "").replace(CARD_END, "").strip())
-        for name, ok in verdict.items():
-            print(f"{name}: {metrics[name]} (target {TARGETS[name]}) {'met' if ok else 'MISSED'}")
-    return 0 if all(verdict.values()) else 1
+    return finish(metrics, TARGETS, Path(folder), card_table, args.write, args.json)

@@ -19,7 +19,6 @@ in ``MODEL_CARD.md`` between its markers.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
@@ -27,12 +26,12 @@ import numpy as np
 import torch
 
 from mmstudio.errors import UserError
+from mmstudio.evaluation.report import CARD_END, CARD_START, finish
 from mmstudio.evaluation.vq import _group
 from mmstudio.worlds import shapes
 from mmstudio.worlds.datasets import EVAL_SEED, eval_set
 
 TARGETS = {"psnr": 32.0, "agreement": 0.99}
-CARD_START, CARD_END = "<!-- metrics:start -->", "<!-- metrics:end -->"
 BATCH = 100
 
 
@@ -131,19 +130,4 @@ def main(model_id: str, argv: list[str]) -> int:
         from mmstudio.evaluation.overlap import for_model
 
         metrics["train_overlap"] = for_model(model_id, args.n, args.seed)
-    verdict = passed(metrics)
-    metrics["passed"] = verdict
-    if args.write:
-        (Path(folder) / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-        card = Path(folder) / "MODEL_CARD.md"
-        if card.is_file() and CARD_START in card.read_text():
-            text = card.read_text()
-            head, rest = text.split(CARD_START, 1)
-            card.write_text(head + card_table(metrics) + rest.split(CARD_END, 1)[1])
-    if args.json:
-        print(json.dumps(metrics, indent=2))
-    else:
-        print(card_table(metrics).replace(CARD_START, "").replace(CARD_END, "").strip())
-        for name, ok in verdict.items():
-            print(f"{name}: {metrics[name]} (target {TARGETS[name]}) {'met' if ok else 'MISSED'}")
-    return 0 if all(verdict.values()) else 1
+    return finish(metrics, TARGETS, Path(folder), card_table, args.write, args.json)
