@@ -48,6 +48,7 @@ import argparse
 import json
 import logging
 import time
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -277,13 +278,96 @@ def init_codebooks(model: Any, x: torch.Tensor, generator: torch.Generator,
         residual = residual - centres[index]
 
 
-def crops_for_step(seed: int, step: int, batch: int, length: int) -> np.ndarray:
-    """(B, length) float32 random crops of fresh training renders, from the step's own seed."""
+#: A generic signal is never closer (in octaves) to a held-out pair's pitch than to any other
+#: pitch of the world, for that pair's kind of signal: half an octave on either side.
+HELD_OUT_MARGIN_OCTAVES = 0.5
+
+
+def _near(freq: float, pitch: str) -> bool:
+    from mmstudio.worlds import sounds
+
+    return abs(np.log2(freq / sounds.PITCHES[pitch])) < HELD_OUT_MARGIN_OCTAVES
+
+
+def generic_clip(rng: np.random.Generator) -> np.ndarray:
+    """One second (16000,) float32 of a signal of the world's kinds at any frequency, so that the
+    codec learns to code tones and noise bands rather than the 30 sounds of the training split:
+    a harmonic tone (fundamental log-uniform in 110-1,760 Hz; harmonic k at amplitude k^-a, a in
+    0.3-4, all harmonics or odd ones only) or a noise band (centre log-uniform in 110-3,520 Hz,
+    width 0.15-0.6 octave), under the world's note envelopes and peak range.
+
+    The held-out pairs stay unheard: no noise band centred within half an octave of 220 Hz (low
+    noise), and no tone with all harmonics and a second harmonic within 12 dB of the
+    fundamental (what the analyzer reads as a sawtooth) within half an octave of 880 Hz (high
+    sawtooth). Half an octave is the midpoint to the neighbouring pitches of the world, so
+    nothing drawn here is nearer a held-out pair than a seen one; and a draw that the sounds
+    analyzer reads as a held-out pair (a wide band centred at 150 Hz can) is drawn again."""
+    from mmstudio.worlds import sounds
+
+    sr, n = sounds.SAMPLE_RATE, sounds.CLIP_SAMPLES
+    t = np.arange(n) / sr
+    while True:
+        if rng.random() < 0.7:  # a harmonic tone
+            f0 = float(np.exp(rng.uniform(np.log(110.0), np.log(1760.0))))
+            slope = float(rng.uniform(0.3, 4.0))
+            odd = bool(rng.random() < 0.4)
+            saw_like = not odd and 2.0 ** -slope >= 10 ** (-12 / 20)
+            if saw_like and _near(f0, "high"):
+                continue
+            k = np.arange(1, int((sr / 2 - 1) // f0) + 1)
+            if odd:
+                k = k[k % 2 == 1]
+            phase = rng.uniform(0, 2 * np.pi)
+            carrier = (k[:, None] ** -slope * np.sin(
+                2 * np.pi * f0 * k[:, None] * t[None] + k[:, None] * phase)).sum(0)
+        else:  # a noise band
+            centre = float(np.exp(rng.uniform(np.log(110.0), np.log(3520.0))))
+            if _near(centre, "low"):
+                continue
+            width = float(rng.uniform(0.15, 0.6))
+            spec = np.fft.rfft(rng.standard_normal(n))
+            f = np.fft.rfftfreq(n, 1 / sr)
+            octaves = np.log2(np.maximum(f, 1.0) / centre)
+            gain = np.exp(-0.25 * (octaves / width) ** 2)
+            gain[0] = 0.0
+            carrier = np.fft.irfft(spec * gain, n=n)
+        pattern = sounds.PATTERNS[int(rng.integers(len(sounds.PATTERNS)))]
+        clip = carrier * sounds.envelope(sounds.note_times(pattern, rng))
+        peak = np.abs(clip).max()
+        if peak == 0:
+            continue
+        clip = (clip * rng.uniform(*sounds.PEAK_RANGE) / peak).astype(np.float32)
+        if not sounds.is_held_out(sounds.describe(clip)):  # and what the analyzer reads
+            return clip
+
+
+GENERIC_POOL = 2048
+
+
+@cache
+def generic_pool(seed: int, size: int | None = None) -> np.ndarray:
+    """(size, 16000) float32 ``generic_clip``s drawn once per run (a draw costs tens of
+    milliseconds, too much for every step); the steps take random crops of them."""
+    size = size or GENERIC_POOL
+    rng = np.random.default_rng([seed, 13])
+    log.info("drawing %d generic training signals", size)
+    return np.stack([generic_clip(rng) for _ in range(size)])
+
+
+def crops_for_step(seed: int, step: int, batch: int, length: int,
+                   generic: float = 0.0) -> np.ndarray:
+    """(B, length) float32 random crops of fresh training renders, from the step's own seed; a
+    share ``generic`` of them from ``generic_clip`` instead."""
     from mmstudio.worlds.datasets import WorldSampler
 
     sampler = WorldSampler("sounds", seed=seed * 1_000_003 + step, p_shorten=0.0, p_empty=0.0,
                            split="train")
     clips = sampler.batch(batch).samples  # (B, 16000)
+    n_generic = int(round(generic * batch))
+    if n_generic:
+        pool = generic_pool(seed)
+        pick = np.random.default_rng([seed, step, 11]).integers(0, len(pool), n_generic)
+        clips = np.concatenate([clips[: batch - n_generic], pool[pick]])
     rng = np.random.default_rng([seed, step, 7])
     starts = rng.integers(0, clips.shape[1] - length + 1, batch)
     return np.stack([clip[s:s + length] for clip, s in zip(clips, starts, strict=True)])
@@ -305,6 +389,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--filters", type=int, default=ARCHITECTURE["num_filters"])
     p.add_argument("--commit", type=float, default=1.0, help="commitment loss weight")
     p.add_argument("--wave", type=float, default=1.0, help="waveform L1 weight")
+    p.add_argument("--generic", type=float, default=0.0,
+                   help="share of each batch drawn from generic tones and noise bands at any "
+                        "frequency (generic_clip), never near a held-out pair")
     p.add_argument("--log-weight", type=float, default=0.25,
                    help="weight of the log-magnitude L1 in the spectral loss (the quiet bins "
                         "between and around harmonics)")
@@ -337,6 +424,7 @@ def export(model: torch.nn.Module, args: argparse.Namespace, step: int, seconds:
         {"model_id": MODEL_ID, "step": step, "steps": args.steps, "batch": args.batch,
          "crop_samples": args.crop, "lr": args.lr, "filters": args.filters,
          "commit": args.commit, "wave": args.wave, "log_weight": args.log_weight,
+         "generic": args.generic,
          "decay": args.decay, "seed": args.seed,
          "ae_warmup": args.ae_warmup,
          "spectral_scales": SPECTRAL_SCALES, "linear_spectra_from": 1024,
@@ -389,11 +477,12 @@ def main(model_id: str, argv: list[str]) -> int:
     for step in range(start, args.steps):
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, args.steps, args.lr, args.warmup)
-        x = torch.from_numpy(crops_for_step(args.seed, step, args.batch, args.crop))
+        x = torch.from_numpy(crops_for_step(args.seed, step, args.batch, args.crop,
+                                            args.generic))
         x = x[:, None].to(device)  # (B, 1, N)
         if step == args.ae_warmup:
             init = torch.from_numpy(crops_for_step(args.seed + 17, step, 4 * args.batch,
-                                                   args.crop))
+                                                   args.crop, args.generic))
             init_codebooks(model, init[:, None].to(device), generator)
             log.info("step %d: codebooks started by k-means on the encoder's output", step)
         n_levels = int(np.random.default_rng([args.seed, step, 3]).integers(1, levels + 1))
