@@ -22,7 +22,7 @@ from mmstudio.pipelines import codec
 from mmstudio.pipelines import sound as snd
 from mmstudio.pipelines import sound_pictures as pics
 from mmstudio.ui import downloads
-from mmstudio.ui.common import gr, model_work, user_errors
+from mmstudio.ui.common import gr, model_work, task_model_choices, user_errors
 from mmstudio.worlds import audio, sounds
 from mmstudio.worlds.media import write_wav
 
@@ -42,14 +42,6 @@ sound. More levels: closer to the original, more bits per second. Click a cell o
 code; move **k** to hear the sound from the first k levels only; drop or scramble one level to hear
 what it carried.
 """
-
-
-def _choices(manager: ModelManager) -> list[tuple[str, str]]:
-    out = []
-    for spec in manager.catalog.for_task(TASK):
-        ok = manager.catalog.availability(spec.id).available
-        out.append((spec.id if ok else f"{spec.id} (unavailable)", spec.id))
-    return out
 
 
 def _check_model(manager: ModelManager, model_id: str | None) -> str:
@@ -205,7 +197,7 @@ class CodecSection:
 
 def codec_section(manager: ModelManager, sound_state: gr.State) -> None:
     section = CodecSection(manager)
-    choices = _choices(manager)
+    choices = task_model_choices(manager, TASK)
     if not choices:
         return
     default = manager.catalog.default_for(TASK) or choices[0][1]

@@ -83,6 +83,16 @@ def _is_generator(fn: Callable[..., Any]) -> bool:
     return inspect.isgeneratorfunction(fn)
 
 
+def task_model_choices(manager: Any, task: str) -> list[tuple[str, str]]:
+    """(label, id) dropdown choices of the catalog's models for ``task``; a model that cannot
+    load here is labelled so."""
+    choices = []
+    for spec in manager.catalog.for_task(task):
+        ok = manager.catalog.availability(spec.id).available
+        choices.append((spec.id if ok else f"{spec.id} (unavailable)", spec.id))
+    return choices
+
+
 def upscale(image: np.ndarray, size: int = 256) -> np.ndarray:
     """Nearest-neighbour upscale of a small (H, W, C) uint8 image to about ``size`` pixels wide,
     by an integer factor, so 32-pixel images show as crisp blocks instead of specks or blur."""

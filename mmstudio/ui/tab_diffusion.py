@@ -9,7 +9,14 @@ import numpy as np
 
 from mmstudio.checks import whole_number
 from mmstudio.manager import ModelManager
-from mmstudio.ui.common import explain, model_work, unknown_words_note, upscale, user_errors
+from mmstudio.ui.common import (
+    explain,
+    model_work,
+    task_model_choices,
+    unknown_words_note,
+    upscale,
+    user_errors,
+)
 from mmstudio.ui.trace_viewer import (
     BATCHED_RUNS,
     HEARTBEAT,
@@ -39,14 +46,6 @@ DISPLAY = 224
 FORWARD_T = 400
 
 
-def _model_choices(manager: ModelManager) -> list[tuple[str, str]]:
-    choices = []
-    for spec in manager.catalog.for_task("denoise"):
-        ok = manager.catalog.availability(spec.id).available
-        choices.append((spec.id if ok else f"{spec.id} (unavailable)", spec.id))
-    return choices
-
-
 def _show(image: np.ndarray) -> np.ndarray:
     return upscale(image, DISPLAY)
 
@@ -62,7 +61,8 @@ def build(manager: ModelManager) -> None:
             prompt = gr.Textbox(DEFAULT_PROMPT, label="Prompt",
                                 info="Empty means unconditional. Shapes grammar: a [size] color "
                                 "shape [in the position] [on a background background]")
-        model = gr.Dropdown(_model_choices(manager), value=default_id, label="Model", scale=2)
+        model = gr.Dropdown(task_model_choices(manager, "denoise"), value=default_id,
+                            label="Model", scale=2)
     unknown_words_note(manager, prompt, model, elem_id="diffusion-unknown-words")
     with gr.Row():
         scheduler = gr.Dropdown([(f"{k}: {v}", k) for k, v in SCHEDULERS.items()], value="ddim",

@@ -9,7 +9,13 @@ import gradio as gr
 import numpy as np
 
 from mmstudio.manager import ModelManager
-from mmstudio.ui.common import explain, model_work, unknown_words_note, user_errors
+from mmstudio.ui.common import (
+    explain,
+    model_work,
+    task_model_choices,
+    unknown_words_note,
+    user_errors,
+)
 from mmstudio.ui.trace_viewer import (
     BATCHED_RUNS,
     HEARTBEAT,
@@ -47,14 +53,6 @@ ALL_HEADS = "mean over heads"
 ALL_LAYERS = "mean over layers"
 
 
-def _model_choices(manager: ModelManager) -> list[tuple[str, str]]:
-    choices = []
-    for spec in manager.catalog.for_task("dit"):
-        ok = manager.catalog.availability(spec.id).available
-        choices.append((spec.id if ok else f"{spec.id} (unavailable)", spec.id))
-    return choices
-
-
 def _is_class_model(manager: ModelManager, model_id: str) -> bool:
     return manager.catalog.get(model_id).loader == "dit"
 
@@ -72,7 +70,8 @@ def build(manager: ModelManager) -> None:
                                 "shape [in the position] [on a background background]")
             class_pick = gr.Dropdown([], label="Class (type to search)", filterable=True,
                                      visible=False, elem_id="dit-class")
-        model = gr.Dropdown(_model_choices(manager), value=default_id, label="Model", scale=2)
+        model = gr.Dropdown(task_model_choices(manager, "dit"), value=default_id,
+                            label="Model", scale=2)
     unknown_words_note(manager, prompt, model, elem_id="dit-unknown-words")
     with gr.Row():
         scheduler = gr.Dropdown([(f"{k}: {v}", k) for k, v in SCHEDULERS.items()], value="ddim",
