@@ -33,3 +33,17 @@ def whole_number(value: Any, name: str, minimum: int | None = None,
     if (minimum is not None and whole < minimum) or (maximum is not None and whole > maximum):
         raise UserError(f"{name} must be {allowed}, not {whole}")
     return whole
+
+
+def finite_number(value: Any, name: str) -> float:
+    """``value`` as a finite ``float``, or a ``UserError`` naming ``name``: nothing, text, a
+    ``bool`` (``True`` is not a guidance of 1), NaN and infinity are refused."""
+    if isinstance(value, bool):
+        raise UserError(f"{name} must be a number, not {value!r}")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise UserError(f"{name} must be a number, not {value!r}") from None
+    if not math.isfinite(number):
+        raise UserError(f"{name} must be a finite number, not {value}")
+    return number

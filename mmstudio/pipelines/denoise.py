@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from mmstudio.checks import finite_number
 from mmstudio.errors import UserError
 from mmstudio.pipelines.schedulers import SCHEDULERS, alpha_bar, make_scheduler
 
@@ -57,17 +58,17 @@ class DenoiseSettings:
             if len(prompt) > MAX_PROMPT_CHARS:
                 raise UserError(f"a prompt is {len(prompt):,} characters long; at most "
                                 f"{MAX_PROMPT_CHARS:,} are accepted")
-        steps = _finite(self.steps, "steps")
+        steps = finite_number(self.steps, "steps")
         if steps != int(steps) or not 1 <= steps <= MAX_STEPS:
             raise UserError(f"steps must be a whole number from 1 to {MAX_STEPS}, not {self.steps}")
-        guidance = _finite(self.guidance, "guidance")
+        guidance = finite_number(self.guidance, "guidance")
         if not 0.0 <= guidance <= MAX_GUIDANCE:
             raise UserError(f"guidance must be between 0 and {MAX_GUIDANCE:g} (1 or less "
                             f"turns it off), not {self.guidance:g}")
-        seed = _finite(self.seed, "seed")
+        seed = finite_number(self.seed, "seed")
         if seed != int(seed) or not 0 <= seed < 2**63:
             raise UserError(f"seed must be a whole number from 0 to 2^63 - 1, not {self.seed}")
-        n = _finite(self.n, "n")
+        n = finite_number(self.n, "n")
         if n != int(n) or not 1 <= n * len(self.prompts) <= MAX_BATCH:
             raise UserError(f"at most {MAX_BATCH} images per run (prompts x n), not "
                             f"{len(self.prompts)} x {self.n}")
@@ -88,16 +89,6 @@ class DenoiseSettings:
     @property
     def batch_prompts(self) -> list[str]:
         return [p for p in self.prompts for _ in range(self.n)]
-
-
-def _finite(value: Any, name: str) -> float:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise UserError(f"{name} must be a number, not {value!r}") from None
-    if not math.isfinite(number):
-        raise UserError(f"{name} must be a finite number, not {value}")
-    return number
 
 
 @dataclass

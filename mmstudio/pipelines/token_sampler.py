@@ -31,6 +31,7 @@ from typing import Any
 
 import torch
 
+from mmstudio.checks import finite_number
 from mmstudio.errors import UserError
 
 MAX_TEMPERATURE = 5.0
@@ -47,19 +48,19 @@ class SamplingSettings:
 
     def validated(self) -> SamplingSettings:
         """The settings, or a ``UserError`` naming the one out of range and what is allowed."""
-        temperature = _number(self.temperature, "temperature")
+        temperature = finite_number(self.temperature, "temperature")
         if not 0.0 <= temperature <= MAX_TEMPERATURE:
             raise UserError(f"temperature must be between 0 (greedy) and {MAX_TEMPERATURE:g}, "
                             f"not {self.temperature:g}")
-        top_k = _number(self.top_k, "top-k")
+        top_k = finite_number(self.top_k, "top-k")
         if top_k != int(top_k) or not 0 <= top_k <= MAX_TOP_K:
             raise UserError(f"top-k must be a whole number from 0 (all tokens) to {MAX_TOP_K:,}, "
                             f"not {self.top_k}")
-        top_p = _number(self.top_p, "top-p")
+        top_p = finite_number(self.top_p, "top-p")
         if not 0.0 < top_p <= 1.0:
             raise UserError(f"top-p must be above 0 and at most 1 (1 keeps every token), "
                             f"not {self.top_p:g}")
-        guidance = _number(self.guidance, "guidance")
+        guidance = finite_number(self.guidance, "guidance")
         if not 0.0 <= guidance <= MAX_GUIDANCE:
             raise UserError(f"guidance must be between 0 and {MAX_GUIDANCE:g} (1 or less turns "
                             f"it off), not {self.guidance:g}")
@@ -69,18 +70,6 @@ class SamplingSettings:
     @property
     def guided(self) -> bool:
         return self.guidance > 1.0
-
-
-def _number(value: Any, name: str) -> float:
-    if isinstance(value, bool):
-        raise UserError(f"{name} must be a number, not {value!r}")
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise UserError(f"{name} must be a number, not {value!r}") from None
-    if not math.isfinite(number):
-        raise UserError(f"{name} must be a finite number, not {value}")
-    return number
 
 
 @dataclass

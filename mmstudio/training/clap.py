@@ -19,7 +19,7 @@ them of the held-out pairs; seen pairs at 98-100% in every run from step 250):
 | --- | --- | --- |
 | ViT, 8 x 8 patches | plain | 0.0% at steps 250, 750 |
 | ViT, 8 x 8 patches | by overlap | 0.0% at 250 |
-| ViT, columns (64 bands x 4 frames) | by overlap | 8.3% at 250, 16.7% at 500, 37.5% at 1,000 to 1,500, 33.3% at 1,750 |
+| ViT, columns (64 bands x 4 frames) | by overlap | 8.3% at 250, 37.5% at 1,000-1,500 |
 | ResNet (open_clip ModifiedResNet, width 16) | by overlap | 12.5% at 250, 16.7% at 500 |
 | ResNet on log-mel + time/frequency deltas | by overlap | 0.0% at 250, 4.2% at 500 and 750 |
 | ViT, rows (4 bands x 64 frames) | by overlap | 0.0% at 250 and 500 |
