@@ -121,19 +121,24 @@ def test_compare_with_itself_is_no_gain(stand_ins: tuple[Path, Path]) -> None:
     metrics = evaluation.evaluate_vq(plain, n=12)
     same = evaluation.compare_with_base(plain, plain, metrics, n=12)
     assert same["closer_to_one_share"] == 0.0 and same["sharpness_margin"] == 0.0
+    assert same["sharpness_error_ratio"] == 1.0  # keeps all of its own sharpness error
     assert same["same_tokens_share"] == 1.0 and same["psnr_cost_db"] == 0.0
     assert same["vqvae_sharpness"] == metrics["sharpness"]
 
 
 def test_targets_of_the_vqgan_need_the_comparison() -> None:
     good = {"psnr": 30.0, "agreement": 0.97, "code_share": 0.7, "sharpness": 0.98,
-            "vqvae_sharpness": 0.8, "closer_to_one_share": 0.9, "sharpness_margin": 0.12}
+            "vqvae_sharpness": 0.8, "closer_to_one_share": 0.9, "sharpness_margin": 0.12,
+            "sharpness_error_ratio": 0.4}
     assert all(evaluation.check_targets(GAN, good).values())
     assert "sharper than shapes-vqvae-f8" not in evaluation.check_targets(GAN, good)
     uncompared = {k: v for k, v in good.items()
-                  if k not in ("closer_to_one_share", "sharpness_margin", "vqvae_sharpness")}
+                  if k not in ("closer_to_one_share", "sharpness_margin", "vqvae_sharpness",
+                               "sharpness_error_ratio")}
     checks = evaluation.check_targets(GAN, uncompared)
-    assert not checks["closer_to_one_share >= 0.8"] and not checks["sharpness_margin >= 0.05"]
+    assert not checks["closer_to_one_share >= 0.8"] and not checks["sharpness_error_ratio <= 0.5"]
+    assert not evaluation.check_targets(GAN, {**good, "sharpness_error_ratio": 0.51})[
+        "sharpness_error_ratio <= 0.5"]
     assert not evaluation.check_targets(GAN, {**good, "closer_to_one_share": 0.79})[
         "closer_to_one_share >= 0.8"]
     assert not evaluation.check_targets(PLAIN, {**good, "agreement": 0.94})["agreement >= 0.95"]

@@ -32,7 +32,9 @@ measured on the same renders (``compare_with_base``): its figures as ``vqvae_*``
 renders where the VQGAN's edges are the steeper (``sharper_than_vqvae_share``), and, image by
 image, where its edge sharpness is the closer to 1.0 (``closer_to_one_share``: |s_gan - 1| <
 |s_vqvae - 1|, so overshooting edges count against it too) and the mean of |s_vqvae - 1| -
-|s_gan - 1| over the renders (``sharpness_margin``: how much closer, on average); also the PSNR it
+|s_gan - 1| over the renders (``sharpness_margin``: how much closer, on average), the two
+mean distances from 1.0 (``sharpness_error`` / ``vqvae_sharpness_error``) and their ratio
+(``sharpness_error_ratio``: the share of the VQ-VAE's sharpness error the VQGAN keeps); the PSNR it
 gives up (``psnr_cost_db`` = the VQ-VAE's PSNR - its own) and the share of renders on which both
 give the same tokens (``same_tokens_share``). ``shapes-vqgan-f8``'s targets include the last
 comparison figures (``TARGETS``); not measured counts as missed.
@@ -77,7 +79,15 @@ TARGETS: dict[str, dict[str, float]] = {
     "shapes-vqgan": {"psnr": 28.0, "agreement": 0.98, "code_share": 0.5},
     "shapes-vqvae-f8": {"psnr": 24.0, "agreement": 0.95, "code_share": 0.5},
     "shapes-vqgan-f8": {"psnr": 24.0, "agreement": 0.95, "code_share": 0.5,
-                        "closer_to_one_share": 0.8, "sharpness_margin": 0.05},
+                        "closer_to_one_share": 0.8},
+}
+#: Figures that must stay at or below their target. The "clear margin" of the VQGAN over its
+#: VQ-VAE is relative: its mean distance from as-sharp, mean |s - 1| over the renders, at most
+#: half the VQ-VAE's (``sharpness_error_ratio``). An absolute margin (0.05 was planned before any
+#: f8 model existed) cannot be met by construction once the VQ-VAE is itself within 0.03 of 1.0
+#: on average, as the trained ``shapes-vqvae-f8`` is (mean |s - 1| = 0.027 at step 20,000).
+UPPER_TARGETS: dict[str, dict[str, float]] = {
+    "shapes-vqgan-f8": {"sharpness_error_ratio": 0.5},
 }
 CARD_START = "<!-- metrics: written by `python -m mmstudio eval MODEL_ID --write` -->"
 CARD_END = "<!-- /metrics -->"
@@ -205,6 +215,10 @@ def compare_with_base(vq: torch.nn.Module, base_vq: torch.nn.Module, metrics: di
         "sharper_than_vqvae_share": round(float((gan > plain).mean()), 4),
         "closer_to_one_share": round(float((closer > 0).mean()), 4),
         "sharpness_margin": round(float(closer.mean()), 4),
+        "sharpness_error": round(float(np.abs(gan - 1.0).mean()), 4),
+        "vqvae_sharpness_error": round(float(np.abs(plain - 1.0).mean()), 4),
+        "sharpness_error_ratio": round(float(np.abs(gan - 1.0).mean()
+                                             / max(np.abs(plain - 1.0).mean(), 1e-9)), 4),
         "psnr_cost_db": round(base["psnr"] - metrics["psnr"], 3),
         "same_tokens_share": round(float(same.mean()), 4),
     }
@@ -215,6 +229,8 @@ def check_targets(model_id: str, metrics: dict[str, Any]) -> dict[str, bool]:
     targets = TARGETS.get(model_id, {})
     checks = {f"{k} >= {t}": metrics.get(k) is not None and metrics[k] >= t
               for k, t in targets.items()}
+    checks.update({f"{k} <= {t}": metrics.get(k) is not None and metrics[k] <= t
+                   for k, t in UPPER_TARGETS.get(model_id, {}).items()})
     if "vqvae_sharpness" in metrics and "closer_to_one_share" not in targets:
         checks[f"sharper than {base_of(model_id)}"] = (metrics["sharpness"]
                                                        > metrics["vqvae_sharpness"])
@@ -475,8 +491,12 @@ def card_block(model_id: str, metrics: dict[str, Any], training: dict[str, Any],
             "image by image, this model's edge sharpness is the closer to 1.0 on "
             f"{_pct(metrics['closer_to_one_share'])} of the {metrics['n']} renders (target >= "
             f"{targets.get('closer_to_one_share', 0):.0%}), by {metrics['sharpness_margin']:+.4f} "
-            f"on average (the mean over the renders of |s_{base} - 1| - |s_{model_id} - 1|; "
-            f"target >= {targets.get('sharpness_margin')}); its edges are the steeper on "
+            f"on average (the mean over the renders of |s_{base} - 1| - |s_{model_id} - 1|). "
+            f"Mean distance from as sharp, |s - 1|: {metrics['sharpness_error']} for this model, "
+            f"{metrics['vqvae_sharpness_error']} for `{base}`, a ratio of "
+            f"{metrics['sharpness_error_ratio']} (target <= "
+            f"{UPPER_TARGETS.get(model_id, {}).get('sharpness_error_ratio')}: the GAN loss "
+            "removes at least half of the VQ-VAE's sharpness error). Its edges are the steeper on "
             f"{_pct(metrics['sharper_than_vqvae_share'])}. The PSNR it gives up: "
             f"{metrics['psnr_cost_db']:+.3f} dB. Both give the same tokens on "
             f"{_pct(metrics['same_tokens_share'])} of the renders.")
