@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from matplotlib.figure import Figure
 
 from mmstudio.catalog import Catalog
 from mmstudio.config import Settings
@@ -30,7 +29,13 @@ def test_compare_fills_every_output(tab: tab_module.SimilarityTab) -> None:
                       "color x shape", "yours+shapes")
     preview, summary, matrix, bars, retrieved, emb_map, data, image_index, query = out
     assert len(preview) == 6 and "6 images x 8 texts" in summary and "Logit scale" in summary
-    assert all(isinstance(f, Figure) for f in (matrix, bars, emb_map))
+    for picture in (matrix, bars, emb_map):  # drawn with PIL: RGB arrays, no matplotlib
+        assert picture.dtype == np.uint8 and picture.ndim == 3 and picture.shape[1] > 300
+    # each image's thumbnail sits beside its rows: the first render's red circle (WORLDS.md red)
+    # is drawn left of the matrix, the purple square of the last one too
+    left = matrix[:, : matrix.shape[1] // 3].reshape(-1, 3)
+    for color in ((220, 40, 40), (160, 60, 200)):
+        assert (np.abs(left.astype(int) - color).sum(1) == 0).sum() > 20, color
     assert np.array(data["cosine"]).shape == (6, 8)
     np.testing.assert_allclose(np.array(data["probs"]).sum(1), np.ones(6), atol=1e-3)
     assert len(retrieved) == tab_module.TOP_K and retrieved[0][1].startswith("#1  cos ")
@@ -38,7 +43,7 @@ def test_compare_fills_every_output(tab: tab_module.SimilarityTab) -> None:
     # the other events: another image and class set, another query and gallery
     fig = tab.zero_shot(HUB_ID, tab_module.DEFAULT_CAPTIONS, 0, None, tab_module.DEFAULT_TEXTS,
                         3, "position")
-    assert isinstance(fig, Figure)
+    assert fig.dtype == np.uint8 and fig.shape[2] == 3 and not np.array_equal(fig, bars)
     ranked = tab.retrieve(HUB_ID, tab_module.DEFAULT_CAPTIONS, 0, None,
                           tab_module.DEFAULT_TEXTS, 2, "yours")
     assert len(ranked) == 6

@@ -8,6 +8,9 @@ matplotlib, whose drawing holds the GIL: see ``sound_pictures``).
 - ``map_picture``: the PCA map of items and texts (``align.EmbeddingMap``), coloured by group,
   each item joined to its best text;
 - ``mel_thumbnail``: a small log-mel picture of a clip, for a gallery of the clips compared.
+
+Each takes optional thumbnails of the items (images, for the image side of the Similarity tab),
+drawn with crisp pixels beside the matrix rows, in the corner of the bars and as the map's points.
 """
 
 from __future__ import annotations
@@ -93,22 +96,37 @@ def _colorbar(draw: ImageDraw.ImageDraw, image: Image.Image, x0: int, y0: int, h
         draw.text((x0 + 19, y), f"{v:g}", fill=INK, font=_font(11), anchor="lm")
 
 
+def thumbnail(image: np.ndarray, size: int) -> Image.Image:
+    """``image`` (H, W, 3) uint8 fitted into ``size`` x ``size`` px with crisp pixels (nearest
+    neighbour), as a PIL image."""
+    image = np.asarray(image, dtype=np.uint8)
+    h, w = image.shape[:2]
+    scale = size / max(h, w)
+    return Image.fromarray(image).resize((max(1, round(w * scale)), max(1, round(h * scale))),
+                                         Image.NEAREST)
+
+
 def matrix_picture(cosine: np.ndarray, probs: np.ndarray, row_labels: Sequence[str],
                    texts: Sequence[str], logit_scale: float,
-                   truth: Sequence[int | None] | None = None, item: str = "clip") -> np.ndarray:
+                   truth: Sequence[int | None] | None = None, item: str = "clip",
+                   thumbs: Sequence[np.ndarray] | None = None) -> np.ndarray:
     """Cosine (N, M) on top, softmax over the M texts per row below, sharing the text labels
     (written vertically under the lower panel). Each row's best text is boxed in pink, its true
-    caption (``truth[i]``, an index or None) outlined in green inside the cell. Returns
-    (height, width, 3) uint8."""
+    caption (``truth[i]``, an index or None) outlined in green inside the cell. ``thumbs``: one
+    picture per row, drawn beside its label (up to 16 rows). Returns (height, width, 3) uint8."""
     cosine, probs = np.asarray(cosine, np.float64), np.asarray(probs, np.float64)
     n, m = cosine.shape
     cw = int(np.clip(860 // max(m, 1), 16, 60))
     rh = int(np.clip(320 // max(n, 1), 12, 30))
+    thumbs = list(thumbs) if thumbs is not None and n <= 16 else None
+    if thumbs:
+        rh = max(rh, 28)
     annotate = cw >= 34 and rh >= 16
     size = 12 if rh >= 16 else 10
-    rows = [_short(f"{i + 1}. {lab}", 56) for i, lab in enumerate(row_labels)]
+    rows = [_short(f"{i + 1}. {lab}", 40 if thumbs else 56) for i, lab in enumerate(row_labels)]
     cols = [_short(t, 46) for t in texts]
-    left = 16 + max(_text_width(r, size) for r in rows)
+    thumb_w = rh - 4 if thumbs else 0
+    left = 16 + max(_text_width(r, size) for r in rows) + (thumb_w + 8 if thumbs else 0)
     col_h = 12 + max(_text_width(c, 11) for c in cols)
     top, title_h, gap, right = 28, 22, 18, 70
     panel_w, panel_h = m * cw, n * rh
@@ -146,8 +164,13 @@ def matrix_picture(cosine: np.ndarray, probs: np.ndarray, row_labels: Sequence[s
                 draw.line((left, y0 + i * rh, left + panel_w - 1, y0 + i * rh), fill=BACKGROUND)
         draw.rectangle((left - 1, y0 - 1, left + panel_w, y0 + panel_h), outline=INK)
         for i, label in enumerate(rows):
-            draw.text((left - 8, y0 + i * rh + rh / 2), label, fill=INK, font=_font(size),
-                      anchor="rm")
+            shift = 0
+            if thumbs:
+                small = thumbnail(thumbs[i], thumb_w)
+                image.paste(small, (left - 6 - small.width, y0 + i * rh + (rh - small.height) // 2))
+                shift = thumb_w + 8
+            draw.text((left - 8 - shift, y0 + i * rh + rh / 2), label, fill=INK,
+                      font=_font(size), anchor="rm")
         if annotate:
             light = cells.astype(np.float64) @ np.array([0.299, 0.587, 0.114]) > 140
             for i in range(n):
@@ -172,10 +195,12 @@ def matrix_picture(cosine: np.ndarray, probs: np.ndarray, row_labels: Sequence[s
 
 
 def bars_picture(labels: Sequence[str], probs: np.ndarray, cosine: np.ndarray, title: str,
-                 truth: str | None = None, top: int = 10, width: int = 720) -> np.ndarray:
+                 truth: str | None = None, top: int = 10, width: int = 720,
+                 thumb: np.ndarray | None = None) -> np.ndarray:
     """The ``top`` most probable classes as horizontal bars, best on top, each with its
     probability and cosine; the true class (when known) in green, named even when it is not in
-    the top. Returns (height, width, 3) uint8."""
+    the top; ``thumb``: the item classified, drawn in the lower right corner. Returns
+    (height, width, 3) uint8."""
     probs, cosine = np.asarray(probs, np.float64), np.asarray(cosine, np.float64)
     order = list(np.argsort(-probs, kind="stable")[:top])
     labels = list(labels)
@@ -185,10 +210,16 @@ def bars_picture(labels: Sequence[str], probs: np.ndarray, cosine: np.ndarray, t
     names = [_short(labels[k], 44) for k in order]
     left = 14 + max(_text_width(n, 12) for n in names)
     x0, x1 = left, width - 130
-    height = head + row * len(order) + 34
+    height = max(head + row * len(order) + 34, head + 110 if thumb is not None else 0)
     image = Image.new("RGB", (width, height), BACKGROUND)
     draw = ImageDraw.Draw(image)
     draw.text((8, head // 2), _short(title, 96), fill=INK, font=_font(13), anchor="lm")
+    if thumb is not None:
+        small = thumbnail(thumb, 96)
+        corner = (width - 8 - small.width, height - 8 - small.height)
+        draw.rectangle((corner[0] - 2, corner[1] - 2, corner[0] + small.width + 1,
+                        corner[1] + small.height + 1), outline=INK)
+        image.paste(small, corner)
     for r, k in enumerate(order):
         y = head + r * row
         is_true = truth is not None and labels[k] == truth
@@ -212,10 +243,12 @@ def bars_picture(labels: Sequence[str], probs: np.ndarray, cosine: np.ndarray, t
 def map_picture(emap, item_numbers: Sequence[str], item_groups: Sequence[int | None],
                 text_labels: Sequence[str], text_groups: Sequence[int | None],
                 groups: Sequence[str], item: str = "clip", width: int = 1120,
-                height: int = 660) -> np.ndarray:
-    """The PCA map (``align.EmbeddingMap``): items as numbered discs, texts as diamonds with
-    their labels, both coloured by group (``groups[g]`` names group g; None: grey), a dashed
-    line from each item to its best text. Returns (height, width, 3) uint8."""
+                height: int = 660, item_thumbs: Sequence[np.ndarray] | None = None
+                ) -> np.ndarray:
+    """The PCA map (``align.EmbeddingMap``): items as numbered discs (or as their thumbnails,
+    ``item_thumbs``, framed in their group's colour), texts as diamonds with their labels, both
+    coloured by group (``groups[g]`` names group g; None: grey), a dashed line from each item to
+    its best text. Returns (height, width, 3) uint8."""
     items, texts = np.asarray(emap.images, np.float64), np.asarray(emap.texts, np.float64)
     image = Image.new("RGB", (width, height), BACKGROUND)
     draw = ImageDraw.Draw(image)
@@ -246,7 +279,10 @@ def map_picture(emap, item_numbers: Sequence[str], item_groups: Sequence[int | N
                        ax + (bx - ax) * e / length, ay + (by - ay) * e / length),
                       fill=(170, 176, 200))
     label_font = _font(10)
-    taken = [(x - 7, y - 7, x + 7, y + 7) for x, y in map(at, np.concatenate([texts, items]))]
+    side = 30 if len(items) <= 24 else 18  # thumbnail size on the map
+    half = side / 2 + 2 if item_thumbs is not None else 7
+    taken = [(x - 7, y - 7, x + 7, y + 7) for x, y in map(at, texts)]
+    taken += [(x - half, y - half, x + half, y + half) for x, y in map(at, items)]
     hidden = 0
     for p, label, g in zip(texts, text_labels, text_groups, strict=True):
         x, y = at(p)
@@ -267,8 +303,15 @@ def map_picture(emap, item_numbers: Sequence[str], item_groups: Sequence[int | N
                 break
         else:
             hidden += 1
-    for p, number, g in zip(items, item_numbers, item_groups, strict=True):
+    for k, (p, number, g) in enumerate(zip(items, item_numbers, item_groups, strict=True)):
         x, y = at(p)
+        if item_thumbs is not None:
+            small = thumbnail(item_thumbs[k], side)
+            bx, by = round(x - small.width / 2), round(y - small.height / 2)
+            draw.rectangle((bx - 2, by - 2, bx + small.width + 1, by + small.height + 1),
+                           outline=color(g), width=2)
+            image.paste(small, (bx, by))
+            continue
         r = 8
         draw.ellipse((x - r, y - r, x + r, y + r), fill=color(g), outline=BACKGROUND)
         draw.text((x, y), number, fill=BACKGROUND, font=_font(10), anchor="mm")
@@ -277,7 +320,8 @@ def map_picture(emap, item_numbers: Sequence[str], item_groups: Sequence[int | N
               font=_font(12), anchor="ma")
     _vertical_text(image, (20, (y0 + y1) // 2 - 70), f"PC 2 ({ex[1]:.0%} of the variance)", 12,
                    INK)
-    draw.text((x0, 18), f"{item}s (numbered discs) and texts (diamonds), PCA of both together; "
+    marks = "thumbnails" if item_thumbs is not None else "numbered discs"
+    draw.text((x0, 18), f"{item}s ({marks}) and texts (diamonds), PCA of both together; "
               f"dashed: {item} -> its most similar text", fill=INK, font=_font(12), anchor="lm")
     ly = y0 + 4
     for g, name in enumerate(groups):

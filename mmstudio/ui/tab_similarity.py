@@ -2,7 +2,8 @@
 sounds and captions in one CLAP space: ``mmstudio.ui.similarity_audio``).
 
 ``build(manager)`` fills the enclosing ``gr.Tab``. The work is done by ``mmstudio.pipelines.align``
-(no gradio); the handlers here collect the inputs, call it and draw matplotlib figures.
+(no gradio); the handlers here collect the inputs, call it and draw the pictures
+(``pipelines.embedding_pictures``).
 """
 
 from __future__ import annotations
@@ -14,13 +15,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from matplotlib.figure import Figure
-from matplotlib.offsetbox import AnnotationBbox, OffsetImage
 
 from mmstudio.checks import whole_number
 from mmstudio.errors import UserError
 from mmstudio.manager import ModelManager
 from mmstudio.pipelines import align
+from mmstudio.pipelines import embedding_pictures as pics
 from mmstudio.ui.common import explain, gr, model_work, unknown_words_note, upscale
 from mmstudio.worlds import shapes
 
@@ -96,7 +96,6 @@ GALLERY_CHOICES = [("your images", "yours"),
 SHAPES_GALLERY = 48
 TOP_K = 8
 MAX_LABEL = 34
-ANNOTATE_CELLS = 400
 
 
 # ------------------------------------------------------------------------------------ inputs
@@ -141,136 +140,43 @@ def model_choices(manager: ModelManager) -> list[tuple[str, str]]:
     return choices
 
 
-# ------------------------------------------------------------------------------------ figures
-def _thumb(image: np.ndarray, size: int) -> OffsetImage:
-    """An image drawn ``size`` points wide (crisp pixels, whatever the model's resolution)."""
-    big = upscale(image, 64)  # (H, W, 3), at least 64 px wide
-    return OffsetImage(big, zoom=size / big.shape[1], interpolation="nearest")
+# ----------------------------------------------------------------------------------- pictures
+# Drawn with numpy and PIL (``pipelines.embedding_pictures``, shared with the sounds sub-tab):
+# matplotlib's drawing holds the GIL, which a classroom of requests at once then waits on.
+def shape_group(text: str) -> int | None:
+    """The index in ``shapes.SHAPES`` of the shape a shapes caption names, else None (uploads,
+    free text): the map's colours."""
+    try:
+        shape = shapes.parse(text).shape
+    except UserError:
+        return None
+    return None if shape is None else shapes.SHAPES.index(shape)
 
 
-def matrix_figure(result: align.Comparison, labels: list[str]) -> Figure:
-    """Cosine heatmap and per-image softmax heatmap, side by side. Values are written in the
-    cells up to ``ANNOTATE_CELLS`` cells (beyond, they are in the Numbers table: drawing thousands
-    of labels would take seconds); each image's best text is boxed.
-
-    Axes are placed at fixed positions in inches (no automatic layout): a 50 x 20 matrix then
-    draws in a fraction of a second."""
+def matrix_picture(result: align.Comparison, labels: list[str]) -> np.ndarray:
+    """Cosine matrix above the softmax over texts per image, each image's thumbnail beside its
+    row (up to 16 images), each image's best text boxed."""
     sim = result.sim
-    n, m = sim.cosine.shape
-    annotate = n * m <= ANNOTATE_CELLS
-    thumbs = n <= 16
-    row = 0.42 if n <= 16 else max(0.14, 7.0 / n)
-    col = max(0.52 if annotate else max(0.22, 6.0 / m), 2.4 / m)
-    longest = max(len(_short(t, 26)) for t in sim.texts)
-    left, bottom, top, gap = (0.8 if thumbs else 1.9), 0.45 + 0.045 * longest, 0.45, 1.0
-    panel_w, panel_h = m * col, n * row
-    width, height = left + 2 * (panel_w + gap), bottom + panel_h + top
-    fig = Figure(figsize=(width, height), dpi=90)
-    bound = max(0.25, float(np.abs(sim.cosine).max()))
-    panels = [(sim.cosine, "cosine similarity", "RdBu_r", -bound, bound),
-              (sim.probs, f"softmax over texts per image (logit scale {sim.logit_scale:.1f})",
-               "viridis", 0.0, 1.0)]
-    best = sim.probs.argmax(1)
-    axes = []
-    for k, (values, title, cmap, lo, hi) in enumerate(panels):
-        x0 = left + k * (panel_w + gap)
-        ax = fig.add_axes((x0 / width, bottom / height, panel_w / width, panel_h / height))
-        cax = fig.add_axes(((x0 + panel_w + 0.1) / width, bottom / height, 0.14 / width,
-                            panel_h / height))
-        axes.append(ax)
-        image = ax.imshow(values, cmap=cmap, vmin=lo, vmax=hi, aspect="auto",
-                          interpolation="nearest")
-        fig.colorbar(image, cax=cax)
-        cax.tick_params(labelsize=7)
-        ax.set_title(title, fontsize=10, y=1.0, pad=6)
-        ax.set_xticks(range(m), [_short(t, 26) for t in sim.texts], rotation=40, ha="right",
-                      rotation_mode="anchor", fontsize=8 if m <= 24 else 6)
-        if k == 0:
-            ax.set_yticks(range(n), [f"{i + 1}" if thumbs else _short(f"{i + 1} {lab}", 24)
-                                     for i, lab in enumerate(labels)],
-                          fontsize=8 if n <= 24 else 6)
-        else:
-            ax.set_yticks(range(n), [str(i + 1) for i in range(n)] if thumbs else [],
-                          fontsize=8)
-        if annotate:
-            rgba = image.cmap(image.norm(values))  # (n, m, 4)
-            light = rgba[..., :3] @ np.array([0.299, 0.587, 0.114]) > 0.55
-            for i in range(n):
-                for j in range(m):
-                    ax.text(j, i, f"{values[i, j]:.2f}", ha="center", va="center", fontsize=7.5,
-                            color="black" if light[i, j] else "white")
-        for i, j in enumerate(best):
-            ax.add_patch(_box(j, i))
-    if thumbs:
-        for i, image in enumerate(result.images):
-            ab = AnnotationBbox(_thumb(image.array, 22), (0, i), xybox=(-30, 0),
-                                xycoords=("axes fraction", "data"), boxcoords="offset points",
-                                frameon=False, annotation_clip=False)
-            axes[0].add_artist(ab)
-    return fig
+    return pics.matrix_picture(sim.cosine, sim.probs, labels, result.texts, sim.logit_scale,
+                               item="image", thumbs=[im.array for im in result.images])
 
 
-def _box(x: int, y: int) -> Any:
-    from matplotlib.patches import Rectangle
-
-    return Rectangle((x - 0.5, y - 0.5), 1, 1, fill=False, edgecolor="#ff3d7f", linewidth=1.6)
-
-
-def zero_shot_figure(z: align.ZeroShot, image: np.ndarray, label: str, scale: float) -> Figure:
-    """Horizontal bars of the class probabilities (top 10), best on top, with the image."""
-    ranked = z.ranked[:10]
-    fig = Figure(figsize=(6.4, 0.5 + 0.36 * max(4, len(ranked))), dpi=96, layout="constrained")
-    ax = fig.subplots()
-    names = [_short(name, 30) for name, _ in ranked][::-1]
-    values = [p for _, p in ranked][::-1]
-    cosine = dict(zip(z.labels, z.cosine.tolist(), strict=True))
-    cosines = [cosine[name] for name, _ in ranked][::-1]
-    colors = ["#cbd2ff"] * (len(ranked) - 1) + ["#4f46e5"]
-    bars = ax.barh(names, values, color=colors)
-    for bar, v, c in zip(bars, values, cosines, strict=True):
-        ax.text(min(v + 0.01, 0.72), bar.get_y() + bar.get_height() / 2,
-                f"{v:.1%}  (cos {c:.2f})", va="center", fontsize=8,
-                color="white" if v > 0.73 else "black")
-    ax.set_xlim(0, 1)
-    ax.set_xlabel(f"probability (softmax over {len(z.labels)} classes, logit scale {scale:.1f})")
-    ax.set_title(_short(f"zero-shot: {label}", 60), fontsize=10)
-    ax.tick_params(axis="y", labelsize=8)
-    ab = AnnotationBbox(_thumb(image, 56), (0.93, 0.2), xycoords="axes fraction", frameon=True)
-    ax.add_artist(ab)
-    return fig
+def zero_shot_picture(z: align.ZeroShot, image: np.ndarray, label: str, scale: float
+                      ) -> np.ndarray:
+    """Bars of the class probabilities (top 10), best on top, with the image."""
+    return pics.bars_picture(z.labels, z.probs, z.cosine,
+                             f"zero-shot over {len(z.labels)} classes (logit scale {scale:.1f}): "
+                             f"{label}", thumb=image)
 
 
-def map_figure(result: align.Comparison) -> Figure:
-    """PCA map: image thumbnails, text markers with labels, each image joined to its best text."""
-    emap = result.map
-    fig = Figure(figsize=(9.5, 6.2), dpi=90)
-    ax = fig.add_axes((0.08, 0.09, 0.9, 0.85))
-    for i, j in emap.pairs:
-        (x0, y0), (x1, y1) = emap.images[i], emap.texts[j]
-        ax.plot([x0, x1], [y0, y1], color="#9aa0c8", linewidth=1, linestyle="--", zorder=1)
-    ax.scatter(emap.images[:, 0], emap.images[:, 1], s=10, color="#4f46e5", label="image",
-               zorder=2)
-    ax.scatter(emap.texts[:, 0], emap.texts[:, 1], s=46, marker="D", color="#e8590c",
-               label="text", zorder=3)
-    zoom = 26 if len(result.images) <= 24 else 16
-    for image, (x, y) in zip(result.images, emap.images, strict=True):
-        ax.add_artist(AnnotationBbox(_thumb(image.array, zoom), (x, y), frameon=True,
-                                     pad=0.1, zorder=4))
-    for text, (x, y) in zip(result.texts, emap.texts, strict=True):
-        ax.annotate(_short(text, 28), (x, y), xytext=(5, 4), textcoords="offset points",
-                    fontsize=8, color="#b3470a", zorder=5)
-    points = np.concatenate([emap.images, emap.texts])
-    span = np.ptp(points, axis=0) + 1e-6
-    lo, hi = points.min(0) - 0.12 * span, points.max(0) + 0.12 * span
-    ax.set_xlim(lo[0], hi[0])
-    ax.set_ylim(lo[1], hi[1])
-    ax.set_xlabel(f"PC 1 ({emap.explained[0]:.0%} of the variance)")
-    ax.set_ylabel(f"PC 2 ({emap.explained[1]:.0%} of the variance)")
-    ax.set_title("image and text embeddings (PCA); dashed: image -> its most similar text",
-                 fontsize=10, y=1.0, pad=6)
-    ax.legend(loc="best", fontsize=8)
-    ax.grid(alpha=0.25)
-    return fig
+def map_picture(result: align.Comparison, labels: list[str]) -> np.ndarray:
+    """PCA map: image thumbnails framed by the shape their caption names, texts as diamonds with
+    their labels, each image joined to its best text."""
+    return pics.map_picture(
+        result.map, [str(i + 1) for i in range(len(result.images))],
+        [shape_group(label) for label in labels], result.texts,
+        [shape_group(t) for t in result.texts], list(shapes.SHAPES), item="image",
+        item_thumbs=[im.array for im in result.images])
 
 
 # ------------------------------------------------------------------------------------ handlers
@@ -326,17 +232,17 @@ class SimilarityTab:
         return (
             preview,
             "\n".join(lines),
-            matrix_figure(result, labels),
+            matrix_picture(result, labels),
             zs_fig,
             ret,
-            map_figure(result),
+            map_picture(result, labels),
             data,
             gr.update(choices=image_choices, value=0),
             gr.update(choices=query_choices, value=0),
         )
 
     def _zero_shot(self, clip: align.ClipModel, result: align.Comparison, labels: list[str],
-                   index: int, class_set: str) -> Figure:
+                   index: int, class_set: str) -> np.ndarray:
         if class_set == CUSTOM:
             classes = {t: [t] for t in result.texts}
         elif class_set in CLASS_SETS:
@@ -344,8 +250,8 @@ class SimilarityTab:
         else:
             raise UserError(f"unknown class set '{class_set}'")
         z = align.zero_shot(clip, result.image_emb[index], classes, self.cache)
-        return zero_shot_figure(z, result.images[index].array, f"image {index + 1}, "
-                                f"{labels[index]}", clip.logit_scale)
+        return zero_shot_picture(z, result.images[index].array, f"image {index + 1}, "
+                                 f"{labels[index]}", clip.logit_scale)
 
     def _retrieve(self, clip: align.ClipModel, result: align.Comparison, index: int,
                   gallery: str) -> list[tuple[np.ndarray, str]]:
@@ -363,7 +269,7 @@ class SimilarityTab:
 
     def zero_shot(self, model_id: str, captions: str | None, seed: float | None,
                   files: list | None, texts: str | None, index: int | None, class_set: str
-                  ) -> Figure:
+                  ) -> np.ndarray:
         with self._run(model_id, captions, seed, files, texts) as (result, labels, clip):
             index = int(index or 0)
             if not 0 <= index < len(result.images):
@@ -419,15 +325,16 @@ def build_images(manager: ModelManager) -> None:
                          format="png", interactive=False, elem_classes=["mm-pixelated"])
     summary = gr.Markdown()
     gr.Markdown("#### Similarity matrix and softmax over texts")
-    matrix = gr.Plot(label="Similarity matrix and softmax over texts", format="png",
-                     show_label=False, elem_id="similarity-matrix")
+    matrix = gr.Image(label="Similarity matrix and softmax over texts", format="png",
+                      show_label=False, interactive=False, elem_id="similarity-matrix")
     with gr.Row():
         with gr.Column():
             gr.Markdown("#### Zero-shot classification of one image")
             image_index = gr.Dropdown([("1.", 0)], value=0, label="Image")
             class_set = gr.Dropdown(CLASS_CHOICES, value="color x shape", label="Classes")
-            zs_plot = gr.Plot(label="Zero-shot classification", format="png", show_label=False,
-                              elem_id="similarity-zero-shot")
+            zs_plot = gr.Image(label="Zero-shot classification", format="png",
+                               show_label=False, interactive=False,
+                               elem_id="similarity-zero-shot")
         with gr.Column():
             gr.Markdown("#### Text -> image retrieval")
             query = gr.Dropdown([("text 1", 0)], value=0, label="Query text")
@@ -436,8 +343,8 @@ def build_images(manager: ModelManager) -> None:
                                  object_fit="contain", format="png", interactive=False,
                                  elem_classes=["mm-pixelated"])
     gr.Markdown("#### Map of the shared embedding space (PCA)")
-    emb_map = gr.Plot(label="Map of the shared embedding space (PCA)", format="png",
-                      show_label=False, elem_id="similarity-map")
+    emb_map = gr.Image(label="Map of the shared embedding space (PCA)", format="png",
+                       show_label=False, interactive=False, elem_id="similarity-map")
     with gr.Accordion("Numbers (JSON)", open=False):
         data = gr.JSON(label="cosine, probabilities, logit scale")
 
