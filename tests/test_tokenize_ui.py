@@ -211,3 +211,17 @@ def test_amused_like_model_in_the_tab(tmp_path: Path, offline_settings: Settings
     assert np.asarray(edited[0]["indices"])[15, 15] == 63
     atlas, text = tab.browse("amused/amused-256:vqvae", 0, tab_tokenize.BROWSE_MODES[0], None)
     assert "Codes 0 to 15 of 64" in text
+
+
+def test_code_histogram_draws_each_used_code_in_its_grid_colour() -> None:
+    from mmstudio.ui.tab_tokenize import code_color, histogram_image
+
+    counts = np.zeros(512, dtype=np.int64)
+    counts[[7, 300]] = [5, 2]
+    picture = histogram_image(counts, "two codes")
+    assert picture.dtype == np.uint8 and picture.shape == (216, 648, 3)
+    pixels = picture.reshape(-1, 3)
+    tall, short = ((pixels == code_color(c)).all(1).sum() for c in (7, 300))
+    assert tall > short > 0  # 5 tokens draw a taller bar than 2
+    assert not (pixels == code_color(8)).all(1).any()  # unused codes draw nothing
+    assert histogram_image(np.zeros(16, dtype=np.int64), "none").shape == (216, 648, 3)

@@ -126,30 +126,54 @@ def error_heatmap(error: np.ndarray) -> np.ndarray:
     return (rgb * 255).round().astype(np.uint8)
 
 
-def _figure_array(fig: Any) -> np.ndarray:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
+def _nice_step(top: float, ticks: int = 4) -> int:
+    """A round tick step (1, 2 or 5 x 10^k) that puts about ``ticks`` ticks up to ``top``."""
+    raw = max(top / ticks, 1.0)
+    power = 10 ** int(np.floor(np.log10(raw)))
+    return int(next(m * power for m in (1, 2, 5, 10) if m * power >= raw))
 
-    canvas = FigureCanvasAgg(fig)
-    canvas.draw()
-    return np.asarray(canvas.buffer_rgba())[..., :3].copy()
 
+def histogram_image(counts: np.ndarray, title: str, width: int = 648,
+                    height: int = 216) -> np.ndarray:
+    """Bar chart of code use (x: code id, y: count) as an RGB image, each used code's bar in its
+    token-grid colour. Drawn with PIL (matplotlib's drawing holds the GIL, which concurrent
+    requests then wait on)."""
+    counts = np.asarray(counts, dtype=np.int64)
+    ink, faint = (55, 65, 81), (226, 230, 238)
+    image = Image.new("RGB", (width, height), (255, 255, 255))
+    draw = ImageDraw.Draw(image)
+    top = max(int(counts.max()) if counts.size else 0, 1)
+    step = _nice_step(top)
+    y_top = ((top + step - 1) // step) * step
+    left, right, upper, lower = 48, width - 12, 26, height - 34
+    draw.text((width / 2, 12), title, fill=ink, font=_font(12), anchor="mm")
 
-def histogram_image(counts: np.ndarray, title: str) -> np.ndarray:
-    """Bar chart of code use (x: code id, y: count) as an RGB image."""
-    from matplotlib.figure import Figure
+    def y_of(value: float) -> float:
+        return lower - value / y_top * (lower - upper)
 
-    fig = Figure(figsize=(7.2, 2.4), dpi=90, layout="constrained")
-    ax = fig.add_subplot()
-    ids = np.arange(len(counts))
-    used = counts > 0
-    ax.bar(ids[used], counts[used], width=max(1.0, len(counts) / 400),
-           color=[np.array(code_color(int(i))) / 255 for i in ids[used]])
-    ax.set_xlim(-0.5, len(counts) - 0.5)
-    ax.set_xlabel("code id")
-    ax.set_ylabel("tokens")
-    ax.set_title(title, fontsize=10)
-    ax.spines[["top", "right"]].set_visible(False)
-    return _figure_array(fig)
+    for value in range(0, y_top + 1, step):
+        y = y_of(value)
+        draw.line((left, y, right, y), fill=faint)
+        draw.text((left - 6, y), f"{value:,}", fill=ink, font=_font(11), anchor="rm")
+    n = max(len(counts), 1)
+    bar = max(1.0, (right - left) / n)
+    for code in np.flatnonzero(counts):
+        x = left + code / n * (right - left)
+        draw.rectangle((x, y_of(counts[code]), x + bar - 1 if bar > 2 else x + 1, lower),
+                       fill=code_color(int(code)))
+    draw.line((left, lower, right, lower), fill=ink)
+    draw.line((left, upper, left, lower), fill=ink)
+    x_step = _nice_step(n, 8)
+    for code in range(0, n + 1, x_step):
+        x = left + code / n * (right - left)
+        draw.line((x, lower, x, lower + 4), fill=ink)
+        draw.text((x, lower + 6), str(code), fill=ink, font=_font(11), anchor="ma")
+    draw.text(((left + right) / 2, height - 4), "code id", fill=ink, font=_font(11),
+              anchor="md")
+    ylabel = Image.new("RGB", (60, 14), (255, 255, 255))
+    ImageDraw.Draw(ylabel).text((30, 7), "tokens", fill=ink, font=_font(11), anchor="mm")
+    image.paste(ylabel.rotate(90, expand=True), (2, int((upper + lower) / 2 - 30)))
+    return np.asarray(image, dtype=np.uint8).copy()
 
 
 def code_atlas(images: np.ndarray, codes: list[int], tile: int = 64) -> np.ndarray:
