@@ -82,24 +82,19 @@ def run_generate(args: argparse.Namespace) -> int:
     args.scheduler = args.scheduler or "ddim"
     steps = args.steps if args.steps is not None else spec.steps or 25
     guidance = args.guidance if args.guidance is not None else spec.guidance or 0.0
-    if not 1 <= args.batch <= MAX_BATCH:
-        raise UserError(f"--batch must be from 1 to {MAX_BATCH}")
-    if args.n < 1:
-        raise UserError("--n must be at least 1")
     # Any number of prompts x n images, run --batch at a time; everything is validated before
     # anything loads.
-    jobs = [(p, prompt, args.seed + k) for p, prompt in enumerate(prompts) for k in range(args.n)]
+    jobs = job_chunks(args, prompts, MAX_BATCH)
     chunks = [DenoiseSettings(tuple(j[1] for j in chunk), steps=steps, guidance=guidance, n=1,
                               seed=args.seed, scheduler=args.scheduler,
                               image_seeds=tuple(j[2] for j in chunk)).validated()
-              for chunk in (jobs[b: b + args.batch] for b in range(0, len(jobs), args.batch))]
+              for chunk in jobs]
     args.out.mkdir(parents=True, exist_ok=True)
     note(manager.catalog.unknown_words_message(model_id, prompts))  # the run goes ahead
 
     records = []
     with denoiser_for(manager, model_id) as denoiser:
-        for begin, settings in zip(range(0, len(jobs), args.batch), chunks, strict=True):
-            chunk = jobs[begin: begin + args.batch]
+        for chunk, settings in zip(jobs, chunks, strict=True):
             traced: dict[int, list] = {i: [] for i in range(len(chunk))}
             result = None
             for item in denoise(denoiser, settings, trace=args.trace):
@@ -125,12 +120,27 @@ def run_generate(args: argparse.Namespace) -> int:
     summary = {"model": model_id, "steps": steps, "guidance": guidance,
                "scheduler": args.scheduler, "n": args.n, "seed": args.seed,
                "resolution": int(result.images.shape[1]), "images": records}
+    return finish(args, summary, f"wrote {len(records)} images to {args.out} ({model_id}, "
+                  f"{steps} {args.scheduler} steps, guidance {guidance:g})")
+
+
+def job_chunks(args: argparse.Namespace, prompts: list[str], max_batch: int
+               ) -> list[list[tuple[int, str, int]]]:
+    """Every (prompt index, prompt, seed) of the run (prompts x ``--n``, seeds counting up from
+    ``--seed``), in chunks of ``--batch``: a command-line batch of any size is chunked, not
+    refused."""
+    if not 1 <= args.batch <= max_batch:
+        raise UserError(f"--batch must be from 1 to {max_batch}")
+    if args.n < 1:
+        raise UserError("--n must be at least 1")
+    jobs = [(p, prompt, args.seed + k) for p, prompt in enumerate(prompts) for k in range(args.n)]
+    return [jobs[b: b + args.batch] for b in range(0, len(jobs), args.batch)]
+
+
+def finish(args: argparse.Namespace, summary: dict, message: str) -> int:
+    """Write ``generate.json``; print it (``--json``) or ``message``."""
     (args.out / "generate.json").write_text(json.dumps(summary, indent=2) + "\n")
-    if args.json:
-        print(json.dumps(summary, indent=2))
-    else:
-        print(f"wrote {len(records)} images to {args.out} ({model_id}, {steps} "
-              f"{args.scheduler} steps, guidance {guidance:g})")
+    print(json.dumps(summary, indent=2) if args.json else message)
     return 0
 
 
@@ -147,24 +157,19 @@ def run_generate_tokens(args: argparse.Namespace, manager, model_id: str,
                             "--top-k, --top-p)")
     spec = manager.catalog.get(model_id)
     guidance = args.guidance if args.guidance is not None else spec.guidance or 1.0
-    if not 1 <= args.batch <= MAX_BATCH:
-        raise UserError(f"--batch must be from 1 to {MAX_BATCH}")
-    if args.n < 1:
-        raise UserError("--n must be at least 1")
-    jobs = [(p, prompt, args.seed + k) for p, prompt in enumerate(prompts) for k in range(args.n)]
+    jobs = job_chunks(args, prompts, MAX_BATCH)
     chunks = [PriorSettings(tuple(j[1] for j in chunk), guidance=guidance, seed=args.seed,
                             temperature=1.0 if args.temperature is None else args.temperature,
                             top_k=args.top_k or 0,
                             top_p=1.0 if args.top_p is None else args.top_p,
                             image_seeds=tuple(j[2] for j in chunk)).validated()
-              for chunk in (jobs[b: b + args.batch] for b in range(0, len(jobs), args.batch))]
+              for chunk in jobs]
     args.out.mkdir(parents=True, exist_ok=True)
     note(manager.catalog.unknown_words_message(model_id, prompts))  # the run goes ahead
 
     records = []
     with prior_for(manager, model_id) as prior:
-        for begin, settings in zip(range(0, len(jobs), args.batch), chunks, strict=True):
-            chunk = jobs[begin: begin + args.batch]
+        for chunk, settings in zip(jobs, chunks, strict=True):
             result = prior.run(settings)
             for i, ((p, prompt, seed), image) in enumerate(zip(chunk, result.images,
                                                                strict=True)):
@@ -184,11 +189,6 @@ def run_generate_tokens(args: argparse.Namespace, manager, model_id: str,
                "scheduler": None, "temperature": first.temperature, "top_k": first.top_k,
                "top_p": first.top_p, "n": args.n, "seed": args.seed,
                "resolution": int(result.images.shape[1]), "images": records}
-    (args.out / "generate.json").write_text(json.dumps(summary, indent=2) + "\n")
-    if args.json:
-        print(json.dumps(summary, indent=2))
-    else:
-        print(f"wrote {len(records)} images to {args.out} ({model_id}, {result.evaluations} "
-              f"tokens one at a time, temperature {first.temperature:g}, guidance "
-              f"{guidance:g})")
-    return 0
+    return finish(args, summary, f"wrote {len(records)} images to {args.out} ({model_id}, "
+                  f"{result.evaluations} tokens one at a time, temperature "
+                  f"{first.temperature:g}, guidance {guidance:g})")
