@@ -21,7 +21,7 @@ def test_bench_similarity(capsys: pytest.CaptureFixture[str]) -> None:
         assert figures[key] > 0, key
     assert figures["cached_compute_median_s"] <= figures["cached_total_median_s"]
     assert main(["bench", "similarity", "--images", "4", "--texts", "2", "--runs", "1"]) == 0
-    assert "cached, with figures" in capsys.readouterr().out
+    assert "cached, PNGs encoded" in capsys.readouterr().out
 
 
 def test_bench_denoise(capsys: pytest.CaptureFixture[str]) -> None:
