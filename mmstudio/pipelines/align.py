@@ -125,8 +125,32 @@ def text_key(text: str) -> str:
 
 
 # ------------------------------------------------------------------------------------ embeddings
+class ContrastiveModel:
+    """Shared by the wrappers of contrastive models (``ClipModel`` here, ``sound_align.ClapModel``):
+    where the weights are and the softmax temperature, read from ``self.model``."""
+
+    model: torch.nn.Module
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.model.parameters()).dtype
+
+    @property
+    def logit_scale(self) -> float:
+        """exp of the learned log scale, capped at 100 as in CLIP's training. transformers'
+        ``ClapModel`` keeps one per direction: the text -> audio one is used."""
+        scale = getattr(self.model, "logit_scale", None)
+        if scale is None:
+            scale = self.model.logit_scale_t
+        return float(scale.detach().float().exp().clamp(max=100.0))
+
+
 @dataclass
-class ClipModel:
+class ClipModel(ContrastiveModel):
     """What the functions need from a loaded open_clip model (``manager.use(id)`` components)."""
 
     model_id: str
@@ -139,18 +163,6 @@ class ClipModel:
     def from_loaded(cls, loaded: Any) -> ClipModel:
         return cls(loaded.spec.id, loaded["model"], loaded["preprocess"], loaded["tokenizer"],
                    int(loaded.spec.resolution or 224))
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.model.parameters()).device
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return next(self.model.parameters()).dtype
-
-    @property
-    def logit_scale(self) -> float:
-        return float(self.model.logit_scale.detach().float().exp().clamp(max=100.0))
 
     @property
     def logit_bias(self) -> float:

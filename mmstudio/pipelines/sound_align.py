@@ -80,7 +80,7 @@ def clips_to_tensor(clips: np.ndarray | torch.Tensor, frontend: dict[str, Any] |
     return x[:, None].expand(-1, f["channels"], -1, -1).contiguous()
 
 
-class ClapModel:
+class ClapModel(align.ContrastiveModel):
     """What the audio views need from a loaded CLAP: unit-norm audio and text embeddings and the
     logit scale, for the embedded open_clip CLAP and transformers' ``ClapModel`` (the hub's
     ``laion/clap-htsat-unfused``, whose processor resamples to its own 48 kHz) alike."""
@@ -97,21 +97,6 @@ class ClapModel:
     def from_loaded(cls, loaded: Any) -> ClapModel:
         return cls(loaded.spec.id, loaded.components if hasattr(loaded, "components")
                    else dict(loaded))
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.model.parameters()).device
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return next(self.model.parameters()).dtype
-
-    @property
-    def logit_scale(self) -> float:
-        scale = getattr(self.model, "logit_scale", None)
-        if scale is None:  # transformers' ClapModel: one scale per direction, text -> audio
-            scale = self.model.logit_scale_t
-        return float(scale.detach().float().exp().clamp(max=100.0))
 
     @property
     def sample_rate(self) -> int:
