@@ -24,11 +24,12 @@ def test_similarity_tab_end_to_end(page, app_server: str) -> None:
     heatmap = page.locator("#similarity-matrix img")
     bars = page.locator("#similarity-zero-shot img")
     pca = page.locator("#similarity-map img")
-    heatmap.wait_for(timeout=TIMEOUT)
-    bars.wait_for(timeout=TIMEOUT)
-    pca.wait_for(timeout=TIMEOUT)
-    for plot in (heatmap, bars, pca):
-        assert plot.evaluate("img => img.naturalWidth") > 300
+    for picture in (heatmap, bars, pca):  # images load lazily: each is scrolled to, as read
+        picture.wait_for(state="attached", timeout=TIMEOUT)
+        picture.scroll_into_view_if_needed(timeout=TIMEOUT)
+        picture.wait_for(timeout=TIMEOUT)
+        page.wait_for_function("img => img.complete && img.naturalWidth > 300",
+                               arg=picture.element_handle(), timeout=TIMEOUT)
     page.get_by_text("Logit scale").first.wait_for(timeout=TIMEOUT)
     assert page.get_by_text("images x 8 texts").first.is_visible()
     assert page.get_by_text("cos ").first.is_visible()  # retrieval captions
