@@ -2,11 +2,12 @@
 
 import os
 
-from mmstudio.devices import use_cpu_threads
+from mmstudio.devices import limit_malloc_arenas, use_cpu_threads
 from mmstudio.manager import ModelManager
 from mmstudio.ui import LAUNCH_KWARGS, build_app
 
 if __name__ == "__main__":
+    limit_malloc_arenas()  # before the thread pool starts: memory stays flat (devices.py)
     manager = ModelManager()
     use_cpu_threads(manager.settings.cpu_threads)  # one core left to streaming (config.py)
     app = build_app(manager)

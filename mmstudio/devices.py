@@ -114,3 +114,25 @@ def use_cpu_threads(threads: int) -> int:
     if torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
     return torch.get_num_threads()
+
+
+#: glibc's ``mallopt`` parameter for the number of malloc arenas (``M_ARENA_MAX`` in malloc.h).
+M_ARENA_MAX = -8
+
+
+def limit_malloc_arenas(arenas: int = 2) -> bool:
+    """Bound glibc's malloc arenas for this process (as ``MALLOC_ARENA_MAX`` would at start-up);
+    True when applied. glibc gives threads their own arenas, up to 8 per core, and freed memory
+    stays in the arena that held it: a server whose thread pool runs torch with changing batch
+    sizes then grows without bound although nothing is kept. Elsewhere (macOS, musl) a no-op."""
+    import ctypes
+    import ctypes.util
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return bool(libc.mallopt(M_ARENA_MAX, int(arenas)))
+    except (OSError, AttributeError):
+        return False

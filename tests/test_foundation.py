@@ -47,6 +47,29 @@ def test_settings_from_env(tmp_path: Path) -> None:
         Settings.from_env({"MMSTUDIO_THREADS": "many"})
 
 
+def test_cpu_lanes_fit_torch_threads_in_the_cores(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    from mmstudio.pipelines import batching
+
+    threads = torch.get_num_threads()
+    try:
+        for cores, torch_threads, lanes in ((2, 1, 2), (64, 63, 1), (8, 2, 4), (1, 1, 1)):
+            monkeypatch.setattr("mmstudio.config.cpu_cores", lambda c=cores: c)
+            torch.set_num_threads(torch_threads)
+            assert batching.cpu_lanes() == lanes, (cores, torch_threads)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_malloc_arenas_are_bounded_on_linux() -> None:
+    import sys
+
+    from mmstudio.devices import limit_malloc_arenas
+
+    assert limit_malloc_arenas(2) is sys.platform.startswith("linux")
+
+
 @pytest.mark.parametrize("text", ["lots", "5 parsecs", "-3GB"])
 def test_bad_memory_size_is_a_clear_error(text: str) -> None:
     with pytest.raises(UserError, match="not a memory size"):
