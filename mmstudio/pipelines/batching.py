@@ -14,10 +14,12 @@ separate passes.
 
 Waiting: a leader waits for the other active runs to submit (they are doing their own scheduler
 step, a millisecond), but never longer than a tenth of the last pass (at most 50 ms): a lone run
-never waits, and a straggler costs little. One pass at a time per network (``lanes``): on a GPU
-passes are serial anyway; on a CPU a pass uses torch's threads (cores - 1, ``config.auto_threads``)
-and the core left over does the Python work around the passes, which holds the GIL and would
-not run faster beside a second pass (streaming each step, gradio, other tabs' figures).
+never waits, and a straggler costs little. Passes at once per network (``lanes``): one on a GPU,
+where passes are serial anyway; on a CPU as many as torch's threads (cores - 1,
+``config.auto_threads``) fit in the cores (``cpu_lanes``): 2 on 2 cores, where one pass of one
+thread left the second core to the Python work around the passes, which holds the GIL and kept
+the served app at 1.1 cores with 16 clients (``bench load``); torch's ops release the GIL, so two
+passes run side by side. A lone run uses one lane, as before.
 """
 
 from __future__ import annotations
