@@ -27,7 +27,7 @@ _DONE = object()
 # (whose steps are slower anyway), and the finished run's slider shows every step.
 UPDATE_INTERVAL = 0.1
 MAX_INTERVAL = 2.0
-HEARTBEAT = 0.25  # with ``heartbeat``: the longest a stream goes without yielding
+HEARTBEAT = 0.25  # with ``heartbeat``: the longest a stream goes without yielding, steps apart
 _streaming = [0]  # rate-bounded streams open now
 _streaming_lock = threading.Lock()
 
@@ -43,10 +43,12 @@ def in_background(source: Iterator[T], min_interval: float = 0.0,
     images); bounding their rate bounds that cost whatever the step rate and the number of users.
 
     ``heartbeat``: while items are held back for the rate bound, yield an empty list (the consumer
-    sends nothing for it) whenever ``HEARTBEAT`` seconds have passed without a yield. A generator
-    can only be closed between yields, so this keeps the time from Stop to the close within a
-    quarter second or one step, whichever is longer, even when updates are seconds apart; a lone
-    run (updates a tenth of a second apart) never needs one.
+    sends nothing for it) when an item arrives ``HEARTBEAT`` seconds or more after the last
+    yield. A generator can only be closed between yields, so this keeps the time from Stop to the
+    close within a quarter second or one step, whichever is longer, even when updates are seconds
+    apart; a lone run (updates a tenth of a second apart) never needs one. At most one heartbeat
+    per item: an empty yield still costs the consumer (gradio rebuilds every skipped output), and
+    a producer between items has no step to stop.
     """
     items: queue.Queue = queue.Queue()
     failure: list[BaseException] = []
@@ -96,10 +98,12 @@ def in_background(source: Iterator[T], min_interval: float = 0.0,
             if bounded:
                 interval = min(MAX_INTERVAL, min_interval * max(1, _streaming[0]))
                 deadline = last_yield + interval
-                # hold the steps back until the update is due, waking for a heartbeat when
-                # HEARTBEAT seconds have passed without any yield
-                wake = min(deadline, last_beat + HEARTBEAT) if heartbeat else deadline
-                while (remaining := wake - time.monotonic()) > 0:
+                # hold the steps back until the update is due; with ``heartbeat``, a step that
+                # arrives HEARTBEAT seconds or more after the last yield is answered by one at
+                # once (so at most one per step: a yield costs the server even when it carries
+                # nothing, and between steps the producer has nothing to stop anyway)
+                beat = False
+                while (remaining := deadline - time.monotonic()) > 0:
                     try:
                         held.append(items.get(timeout=remaining))
                     except queue.Empty:
@@ -107,9 +111,12 @@ def in_background(source: Iterator[T], min_interval: float = 0.0,
                     if held[-1] is _DONE:
                         break
                     drain(held)
+                    if heartbeat and time.monotonic() - last_beat >= HEARTBEAT:
+                        beat = True
+                        break
                 if held[-1] is _DONE:
                     continue  # handled at the top: the end goes out at once
-                if time.monotonic() < deadline:  # a heartbeat: nothing to show yet
+                if beat and time.monotonic() < deadline:  # nothing to show yet
                     last_beat = time.monotonic()
                     yield []
                     continue

@@ -1,0 +1,45 @@
+"""What a streamed run costs the server per page update: the shared component schema
+(``ui.common.share_api_info``) and at most one heartbeat per step (``pipelines.stream``)."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from mmstudio.pipelines.stream import HEARTBEAT, in_background
+from mmstudio.ui.common import gr, share_api_info
+
+
+@pytest.mark.parametrize("make", [gr.Image, gr.File, gr.Gallery, gr.Audio, gr.Video, gr.JSON])
+def test_shared_schema_equals_the_components_own(make) -> None:
+    from gradio.components.base import Component
+
+    assert share_api_info() is False  # installed once, on import of the UI
+    first, second = make(render=False), make(render=False)
+    own = type(first).api_info
+    if own is not Component.api_info:  # computes its own schema: untouched
+        return
+    schema = first.api_info()
+    again = second.api_info()
+    assert json.dumps(schema, sort_keys=True) == json.dumps(again, sort_keys=True)
+    assert schema is not again  # each instance owns its copy
+    again["mutated"] = True
+    assert "mutated" not in make(render=False).api_info()
+    # the same as the data model's own schema, computed as gradio does
+    expected = make(render=False).data_model.model_json_schema()
+    expected["additional_description"] = expected.pop("description", None)
+    assert json.dumps(schema, sort_keys=True) == json.dumps(expected, sort_keys=True)
+
+
+def test_at_most_one_heartbeat_per_step() -> None:
+    def slow_steps():
+        for index in range(6):
+            time.sleep(HEARTBEAT * 2.5)  # steps slower than the heartbeat
+            yield index
+
+    batches = list(in_background(slow_steps(), min_interval=10.0, heartbeat=True))
+    beats = [b for b in batches if not b]
+    assert [i for b in batches for i in b] == list(range(6))
+    assert 1 <= len(beats) <= 6  # one per step at most, none while waiting between steps
