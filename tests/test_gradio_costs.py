@@ -43,3 +43,33 @@ def test_at_most_one_heartbeat_per_step() -> None:
     beats = [b for b in batches if not b]
     assert [i for b in batches for i in b] == list(range(6))
     assert 1 <= len(beats) <= 6  # one per step at most, none while waiting between steps
+
+
+def test_components_build_the_same_with_cached_argspecs() -> None:
+    import inspect as real_inspect
+
+    from gradio import component_meta
+
+    from mmstudio.ui.common import cache_argspecs
+
+    assert cache_argspecs() is False  # installed once, on import of the UI
+    init = gr.Slider.__init__.__wrapped__  # the function updateable wraps
+    assert component_meta.inspect.getfullargspec(init) == real_inspect.getfullargspec(init)
+    assert component_meta.inspect.signature is real_inspect.signature  # the rest passes through
+    slider = gr.Slider(2, 9, value=3, step=1, label="steps", render=False)
+    assert (slider.minimum, slider.maximum, slider.value, slider.label) == (2, 9, 3, "steps")
+    assert slider.constructor_args["label"] == "steps"
+
+
+def test_cached_text_equals_drawn_text() -> None:
+    import numpy as np
+    from PIL import Image, ImageDraw
+
+    from mmstudio.pipelines.sound_pictures import _font, draw_text
+
+    drawn = Image.new("RGB", (80, 30), (255, 255, 255))
+    ImageDraw.Draw(drawn).text((40, 15), "0.83", fill=(0, 0, 0), font=_font(12), anchor="mm")
+    cached = Image.new("RGB", (80, 30), (255, 255, 255))
+    draw_text(cached, (40, 15), "0.83", (0, 0, 0), 12, "mm")
+    difference = np.abs(np.asarray(drawn, int) - np.asarray(cached, int))
+    assert difference.max() <= 2 and (np.asarray(cached) < 128).any()  # the same glyphs

@@ -21,7 +21,7 @@ from functools import cache
 import numpy as np
 from PIL import Image, ImageDraw
 
-from mmstudio.pipelines.sound_pictures import _font, _resize, colorize
+from mmstudio.pipelines.sound_pictures import _font, _resize, colorize, draw_text
 from mmstudio.worlds import audio
 
 BACKGROUND = (255, 255, 255)
@@ -175,9 +175,9 @@ def matrix_picture(cosine: np.ndarray, probs: np.ndarray, row_labels: Sequence[s
             light = cells.astype(np.float64) @ np.array([0.299, 0.587, 0.114]) > 140
             for i in range(n):
                 for j in range(m):
-                    draw.text((left + j * cw + cw / 2, y0 + i * rh + rh / 2),
-                              f"{values[i, j]:.2f}", font=_font(10), anchor="mm",
-                              fill=(0, 0, 0) if light[i, j] else (255, 255, 255))
+                    draw_text(image, (left + j * cw + cw / 2, y0 + i * rh + rh / 2),
+                              f"{values[i, j]:.2f}", (0, 0, 0) if light[i, j] else
+                              (255, 255, 255), 10, "mm")
         for i in range(n):
             t = truth[i] if truth is not None else None
             if t is not None:

@@ -9,7 +9,7 @@ right) in a perceptual colormap (magma, from a 9-stop lookup table) with a colou
 
 from __future__ import annotations
 
-from functools import cache
+from functools import cache, lru_cache
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -64,6 +64,26 @@ def _font(size: int) -> ImageFont.ImageFont:
         return ImageFont.load_default(size=size)  # Pillow's bundled font: nothing downloaded
     except TypeError:  # very old Pillow: fixed-size bitmap font
         return ImageFont.load_default()
+
+
+@lru_cache(maxsize=8192)
+def _text_mask(text: str, size: int, anchor: str) -> tuple[Image.Image, int, int]:
+    """``text`` rendered once as a coverage mask, with its offset from the anchor point."""
+    font = _font(size)
+    left, top, right, bottom = font.getbbox(text, anchor=anchor)
+    mask = Image.new("L", (max(1, right - left), max(1, bottom - top)), 0)
+    ImageDraw.Draw(mask).text((-left, -top), text, fill=255, font=font, anchor=anchor)
+    return mask, left, top
+
+
+def draw_text(image: Image.Image, xy: tuple[float, float], text: str,
+              fill: tuple[int, int, int], size: int, anchor: str = "la") -> None:
+    """``ImageDraw.text`` with the default font, from a cache of rendered strings: the numbers in
+    matrix cells and token grids repeat across requests, and rendering glyphs holds the GIL,
+    which a classroom of requests at once then waits on."""
+    mask, left, top = _text_mask(text, size, anchor)
+    x, y = round(xy[0] + left), round(xy[1] + top)
+    image.paste(fill, (x, y, x + mask.width, y + mask.height), mask)
 
 
 def _nice_step(span: float, max_ticks: int) -> float:

@@ -4,6 +4,7 @@ reachability in words, and the unknown-word note under a prompt."""
 from __future__ import annotations
 
 import functools
+import inspect
 import logging
 import os
 from collections.abc import Callable
@@ -63,7 +64,31 @@ def share_api_info() -> bool:
     return True
 
 
+class _CachedInspect:
+    """``inspect`` with ``getfullargspec`` remembered per function (``cache_argspecs``)."""
+
+    getfullargspec = staticmethod(functools.lru_cache(maxsize=None)(inspect.getfullargspec))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(inspect, name)
+
+
+def cache_argspecs() -> bool:
+    """gradio wraps every component ``__init__`` in ``component_meta.updateable``, which reads the
+    function's argument spec on every call: each component a skipped or updated output rebuilds
+    (``share_api_info``) paid ``inspect.getfullargspec`` once per class in its hierarchy, 7% of
+    the served app's GIL time with 16 clients (py-spy). An argument spec never changes, so it is
+    read once per function here. True when installed now."""
+    from gradio import component_meta
+
+    if isinstance(component_meta.inspect, _CachedInspect):
+        return False
+    component_meta.inspect = _CachedInspect()
+    return True
+
+
 share_api_info()
+cache_argspecs()
 
 # System fonts only: nothing on the page may come from another host.
 THEME = gr.themes.Soft(

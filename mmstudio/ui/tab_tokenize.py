@@ -13,12 +13,13 @@ import threading
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
 
 from mmstudio.checks import whole_number
 from mmstudio.errors import UserError
 from mmstudio.manager import ModelManager
 from mmstudio.pipelines import tokenize as tk
+from mmstudio.pipelines.sound_pictures import _font, _nice_step, draw_text
 from mmstudio.ui import downloads
 from mmstudio.ui.common import explain, gr, model_work, upscale, user_errors
 from mmstudio.worlds import shapes
@@ -73,13 +74,6 @@ def code_color(code: int) -> tuple[int, int, int]:
     return int(r * 255), int(g * 255), int(b * 255)
 
 
-def _font(size: int) -> ImageFont.ImageFont:
-    try:
-        return ImageFont.load_default(size=size)  # Pillow's bundled font: nothing downloaded
-    except TypeError:  # very old Pillow: fixed-size bitmap font
-        return ImageFont.load_default()
-
-
 def grid_cell_px(grid: int) -> int:
     """Side of one token cell in the token-grid image."""
     return max(32, 384 // grid)
@@ -94,7 +88,7 @@ def render_token_grid(indices: np.ndarray, selected: tuple[int, int] | None = No
     image = Image.new("RGB", (cols * cell, rows * cell), (30, 30, 36))
     draw = ImageDraw.Draw(image)
     digits = len(str(int(indices.max()))) if indices.size else 1
-    font = _font(max(8, min(cell // 3, int(cell * 0.9 / max(digits, 2) * 1.6))))
+    size = max(8, min(cell // 3, int(cell * 0.9 / max(digits, 2) * 1.6)))
     for r in range(rows):
         for c in range(cols):
             code = int(indices[r, c])
@@ -102,8 +96,8 @@ def render_token_grid(indices: np.ndarray, selected: tuple[int, int] | None = No
             box = (c * cell + 1, r * cell + 1, (c + 1) * cell - 2, (r + 1) * cell - 2)
             draw.rectangle(box, fill=color)
             light = 0.299 * color[0] + 0.587 * color[1] + 0.114 * color[2] > 140
-            draw.text(((c + 0.5) * cell, (r + 0.5) * cell), str(code), anchor="mm", font=font,
-                      fill=(10, 10, 10) if light else (250, 250, 250))
+            draw_text(image, ((c + 0.5) * cell, (r + 0.5) * cell), str(code),
+                      (10, 10, 10) if light else (250, 250, 250), size, "mm")
             if edited is not None and edited[r, c]:
                 for k in range(box[0], box[2], 6):
                     draw.line((k, box[1], min(k + 3, box[2]), box[1]), fill="white", width=2)
@@ -126,13 +120,6 @@ def error_heatmap(error: np.ndarray) -> np.ndarray:
     return (rgb * 255).round().astype(np.uint8)
 
 
-def _nice_step(top: float, ticks: int = 4) -> int:
-    """A round tick step (1, 2 or 5 x 10^k) that puts about ``ticks`` ticks up to ``top``."""
-    raw = max(top / ticks, 1.0)
-    power = 10 ** int(np.floor(np.log10(raw)))
-    return int(next(m * power for m in (1, 2, 5, 10) if m * power >= raw))
-
-
 def histogram_image(counts: np.ndarray, title: str, width: int = 648,
                     height: int = 216) -> np.ndarray:
     """Bar chart of code use (x: code id, y: count) as an RGB image, each used code's bar in its
@@ -143,7 +130,7 @@ def histogram_image(counts: np.ndarray, title: str, width: int = 648,
     image = Image.new("RGB", (width, height), (255, 255, 255))
     draw = ImageDraw.Draw(image)
     top = max(int(counts.max()) if counts.size else 0, 1)
-    step = _nice_step(top)
+    step = max(1, int(_nice_step(top, 4)))
     y_top = ((top + step - 1) // step) * step
     left, right, upper, lower = 48, width - 12, 26, height - 34
     draw.text((width / 2, 12), title, fill=ink, font=_font(12), anchor="mm")
@@ -163,7 +150,7 @@ def histogram_image(counts: np.ndarray, title: str, width: int = 648,
                        fill=code_color(int(code)))
     draw.line((left, lower, right, lower), fill=ink)
     draw.line((left, upper, left, lower), fill=ink)
-    x_step = _nice_step(n, 8)
+    x_step = max(1, int(_nice_step(n, 8)))
     for code in range(0, n + 1, x_step):
         x = left + code / n * (right - left)
         draw.line((x, lower, x, lower + 4), fill=ink)
