@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from mmstudio.evaluation.report import CARD_END, CARD_START, finish
+from mmstudio.evaluation.report import CARD_END, CARD_START, finish, splice_block
 
 
 def _table(metrics: dict) -> str:
@@ -34,3 +34,12 @@ def test_a_miss_or_a_missing_figure_exits_1_and_nothing_is_written_without_write
                   lambda m: CARD_START + CARD_END, False, True) == 1
     assert json.loads(capsys.readouterr().out)["passed"] == {"score": False, "other": True}
     assert not (tmp_path / "metrics.json").exists()
+
+
+def test_splice_block_takes_any_markers_and_says_when_they_are_missing() -> None:
+    text = "head\n<!-- a -->\nold\n<!-- /a -->\ntail\n"
+    assert splice_block(text, "<!-- a -->\nnew\n<!-- /a -->", "<!-- a -->", "<!-- /a -->") \
+        == "head\n<!-- a -->\nnew\n<!-- /a -->\ntail\n"
+    assert splice_block(text, "x") is None  # the default markers are not in it
+    assert splice_block(f"{CARD_START}1{CARD_END}", f"{CARD_START}2{CARD_END}") \
+        == f"{CARD_START}2{CARD_END}"

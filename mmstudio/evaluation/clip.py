@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from mmstudio.evaluation.report import replace_card_block
 from mmstudio.pipelines import align
 from mmstudio.worlds import shapes
 from mmstudio.worlds.datasets import EVAL_SEED, combinations, eval_set
@@ -146,15 +147,8 @@ def card_table(metrics: dict[str, Any]) -> str:
 
 def update_card(card: Path, metrics: dict[str, Any]) -> bool:
     """Replace the block between the metrics markers of ``card``; False if it has none."""
-    if not card.is_file():
-        return False
-    text = card.read_text()
-    if CARD_START not in text or CARD_END not in text:
-        return False
-    head, rest = text.split(CARD_START, 1)
-    _, tail = rest.split(CARD_END, 1)
-    card.write_text(f"{head}{CARD_START}\n{card_table(metrics)}\n{CARD_END}{tail}")
-    return True
+    return replace_card_block(card, f"{CARD_START}\n{card_table(metrics)}\n{CARD_END}",
+                              CARD_START, CARD_END)
 
 
 def main(model_id: str, argv: list[str]) -> int:

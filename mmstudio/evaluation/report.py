@@ -12,16 +12,26 @@ from typing import Any
 CARD_START, CARD_END = "<!-- metrics:start -->", "<!-- metrics:end -->"
 
 
-def replace_card_block(card: Path, block: str) -> bool:
+def splice_block(text: str, block: str, start: str = CARD_START,
+                 end: str = CARD_END) -> str | None:
+    """``text`` with everything from marker ``start`` to marker ``end`` replaced by ``block``
+    (which carries the markers itself); None when either marker is missing."""
+    if start not in text or end not in text:
+        return None
+    head, rest = text.split(start, 1)
+    return head + block + rest.split(end, 1)[1]
+
+
+def replace_card_block(card: Path, block: str, start: str = CARD_START,
+                       end: str = CARD_END) -> bool:
     """Put ``block`` (which starts and ends with the markers) in place of the card's block;
     False when the card or its markers are missing."""
     if not card.is_file():
         return False
-    text = card.read_text()
-    if CARD_START not in text or CARD_END not in text:
+    text = splice_block(card.read_text(), block, start, end)
+    if text is None:
         return False
-    head, rest = text.split(CARD_START, 1)
-    card.write_text(head + block + rest.split(CARD_END, 1)[1])
+    card.write_text(text)
     return True
 
 

@@ -25,6 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from mmstudio.evaluation.report import CARD_END, CARD_START, replace_card_block
+
 TARGETS = {"adherence": 0.90, "adherence_held_out": 0.60, "positions_covered": 4,
            "sizes_covered": 2}
 DIVERSITY_CAPTION = "a red circle on a black background"
@@ -141,9 +143,6 @@ def evaluate(manager: Any, model_id: str, args: argparse.Namespace) -> dict[str,
     }
 
 
-CARD_START, CARD_END = "<!-- metrics:start -->", "<!-- metrics:end -->"
-
-
 def card_table(metrics: dict[str, Any], training: dict[str, Any], settings: str | None = None
                ) -> str:
     """The measured figures as Markdown, from metrics.json (never typed by hand); ``settings``:
@@ -193,13 +192,8 @@ def update_card(folder: Path, metrics: dict[str, Any], settings: Any = None) -> 
     if not card.is_file():
         return False
     training = json.loads(training_path.read_text()) if training_path.is_file() else {}
-    text = card.read_text()
-    start, end = text.find(CARD_START), text.find(CARD_END)
-    if start < 0 or end < 0:
-        return False
     table = card_table(metrics, training, settings(training) if settings else None)
-    card.write_text(text[:start] + table + text[end + len(CARD_END):])
-    return True
+    return replace_card_block(card, table, CARD_START, CARD_END)
 
 
 def passed(metrics: dict[str, Any]) -> dict[str, bool]:

@@ -59,6 +59,7 @@ import torch
 
 from mmstudio.errors import UserError
 from mmstudio.evaluation.overlap import sentence
+from mmstudio.evaluation.report import splice_block
 from mmstudio.pipelines.tokenize import (
     codebook_usage,
     decode_indices,
@@ -532,10 +533,10 @@ def card_block(model_id: str, metrics: dict[str, Any], training: dict[str, Any],
 
 def fill_card(card: str, block: str) -> str:
     """``card`` with the text between its markers replaced by ``block`` (markers included)."""
-    if CARD_START not in card or CARD_END not in card:
+    text = splice_block(card, block, CARD_START, CARD_END)
+    if text is None:
         raise UserError(f"the model card has no {CARD_START} ... {CARD_END} markers")
-    head, rest = card.split(CARD_START, 1)
-    return head + block + rest.split(CARD_END, 1)[1]
+    return text
 
 
 def _write_card(model_id: str, folder: Path, metrics: dict[str, Any]) -> Path:

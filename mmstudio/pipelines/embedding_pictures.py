@@ -126,6 +126,7 @@ def matrix_picture(cosine: np.ndarray, probs: np.ndarray, row_labels: Sequence[s
     rows = [_short(f"{i + 1}. {lab}", 40 if thumbs else 56) for i, lab in enumerate(row_labels)]
     cols = [_short(t, 46) for t in texts]
     thumb_w = rh - 4 if thumbs else 0
+    smalls = [thumbnail(t, thumb_w) for t in thumbs] if thumbs else []  # once, for both panels
     left = 16 + max(_text_width(r, size) for r in rows) + (thumb_w + 8 if thumbs else 0)
     col_h = 12 + max(_text_width(c, 11) for c in cols)
     top, title_h, gap, right = 28, 22, 18, 70
@@ -165,8 +166,8 @@ def matrix_picture(cosine: np.ndarray, probs: np.ndarray, row_labels: Sequence[s
         draw.rectangle((left - 1, y0 - 1, left + panel_w, y0 + panel_h), outline=INK)
         for i, label in enumerate(rows):
             shift = 0
-            if thumbs:
-                small = thumbnail(thumbs[i], thumb_w)
+            if smalls:
+                small = smalls[i]
                 image.paste(small, (left - 6 - small.width, y0 + i * rh + (rh - small.height) // 2))
                 shift = thumb_w + 8
             draw.text((left - 8 - shift, y0 + i * rh + rh / 2), label, fill=INK,
