@@ -2,7 +2,8 @@
 folders and cards (quick), and, marked slow, every target re-measured on the 500 evaluation renders
 by the code of `python -m mmstudio eval` (PSNR floor, attributes kept >= 95% each, the VQGAN's edge
 sharpness closer to 1.0 than the VQ-VAE's on >= 80% of the images, with at most half the VQ-VAE's
-mean distance from 1.0), with the shipped metrics.json reproduced. Skipped, saying why, while the pair is not shipped."""
+mean distance from 1.0), with the shipped metrics.json reproduced. Skipped, saying why, while
+the pair is not shipped."""
 
 from __future__ import annotations
 
