@@ -24,6 +24,7 @@ def test_bench_load_two_clients(capsys: pytest.CaptureFixture[str]) -> None:
         assert phase["errors"] == 0, phase
         assert phase["cross_talk"] == 0, phase
         assert phase["throughput_per_s"] > 0 and phase["rss_end_mb"] > 0
+        assert phase["rss_timeline_mb"] and phase["rss_timeline_mb"][0][1] > 0
     for name in ("denoise", "tokenize", "similarity", "denoise (3 steps)"):
         assert two["endpoints"][name]["requests"] > 0, name
         assert two["endpoints"][name]["p95_s"] >= two["endpoints"][name]["p50_s"] > 0
@@ -34,3 +35,13 @@ def test_bench_load_two_clients(capsys: pytest.CaptureFixture[str]) -> None:
 def test_bench_load_refuses_bad_client_counts(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["bench", "load", "--clients", "0"]) != 0
     assert "--clients takes client counts from 1 to 256" in capsys.readouterr().err
+
+
+def test_rss_timeline_keeps_the_first_sample_at_or_after_each_mark() -> None:
+    from mmstudio.cli.bench_load import rss_timeline
+
+    mb = 2**20
+    samples = [(0.5, 100 * mb), (10.0, 110 * mb), (30.2, 120 * mb), (31.0, 121 * mb),
+               (59.9, 122 * mb), (75.0, 130 * mb)]
+    assert rss_timeline(samples) == [[0, 100.0], [30, 120.0], [75, 130.0]]
+    assert rss_timeline([]) == []

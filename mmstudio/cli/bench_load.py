@@ -242,6 +242,7 @@ class Phase:
     rss_after_warmup: int = 0
     rss_end: int = 0
     rss_max: int = 0
+    rss_timeline: list[tuple[float, int]] = field(default_factory=list)  # (s into it, bytes)
     temp_bytes: int = 0
     temp_files: int = 0
     server_cpu_s: float = 0.0  # CPU time the server used during the phase
@@ -322,6 +323,7 @@ def run_phase(server: Server, pool: list[Request], references: dict[str, Any], c
     def sample() -> None:
         while not stop_sampling.wait(0.5):
             rss_samples.append(server.rss())
+            phase.rss_timeline.append((time.monotonic() - start, rss_samples[-1]))
             if not phase.rss_after_warmup and time.monotonic() - start >= warmup:
                 phase.rss_after_warmup = rss_samples[-1]
 
@@ -409,6 +411,7 @@ def summarize(phase: Phase, baseline: float, steps: int) -> dict[str, Any]:
         "rss_max_mb": round(phase.rss_max / 2**20, 1),
         "rss_growth": round(phase.rss_end / phase.rss_after_warmup - 1, 4)
         if phase.rss_after_warmup else None,
+        "rss_timeline_mb": rss_timeline(phase.rss_timeline),
         "temp_dir_mb": round(phase.temp_bytes / 2**20, 2), "temp_dir_files": phase.temp_files,
         "server_cores_used": round(phase.server_cpu_s / phase.seconds, 2) if phase.seconds else 0,
         "clients_cores_used": round(phase.clients_cpu_s / phase.seconds, 2)
@@ -416,6 +419,17 @@ def summarize(phase: Phase, baseline: float, steps: int) -> dict[str, Any]:
         "machine_cores": os.cpu_count(), "load_average_1min": phase.load_average,
         "endpoints": endpoints,
     }
+
+
+def rss_timeline(samples: list[tuple[float, int]], every: float = 30.0) -> list[list[float]]:
+    """The server's resident memory every ``every`` seconds of a phase (the first sample at or
+    after each mark): a ramp that levels off tells a filling cache from a leak."""
+    marks, mark = [], 0.0
+    for at, rss in samples:
+        if at >= mark:
+            marks.append([round(at), round(rss / 2**20, 1)])
+            mark = (at // every + 1) * every
+    return marks
 
 
 def parse_clients(text: str) -> list[int]:
@@ -492,6 +506,9 @@ def print_load(figures: dict[str, Any]) -> None:
               f"{phase['rss_end_mb']} MB at the end "
               f"({'n/a' if growth is None else f'{growth:+.1%}'}), max {phase['rss_max_mb']} MB; "
               f"gradio temp folder {phase['temp_dir_mb']} MB in {phase['temp_dir_files']} files")
+        if phase.get("rss_timeline_mb"):
+            print("  server memory over the phase (s: MB): " + ", ".join(
+                f"{at:.0f}: {mb:g}" for at, mb in phase["rss_timeline_mb"]))
         print(f"  CPU: the server {phase['server_cores_used']:.2f} and the clients "
               f"{phase['clients_cores_used']:.2f} of {phase['machine_cores']} cores on average; "
               f"machine load average {phase['load_average_1min']:.1f} at the end (other "
