@@ -2,12 +2,13 @@
 
 import os
 
-from mmstudio.devices import limit_malloc_arenas, use_cpu_threads
+from mmstudio.devices import limit_malloc_arenas, trim_memory_every, use_cpu_threads
 from mmstudio.manager import ModelManager
 from mmstudio.ui import LAUNCH_KWARGS, build_app
 
 if __name__ == "__main__":
     limit_malloc_arenas()  # before the thread pool starts: memory stays flat (devices.py)
+    trim_memory_every(10.0)  # free heap pages go back to the system (devices.py)
     manager = ModelManager()
     use_cpu_threads(manager.settings.cpu_threads)  # one core left to streaming (config.py)
     app = build_app(manager)

@@ -11,6 +11,8 @@ and many GPUs is testable on a machine with none:
 
 from __future__ import annotations
 
+import functools
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -125,14 +127,56 @@ def limit_malloc_arenas(arenas: int = 2) -> bool:
     True when applied. glibc gives threads their own arenas, up to 8 per core, and freed memory
     stays in the arena that held it: a server whose thread pool runs torch with changing batch
     sizes then grows without bound although nothing is kept. Elsewhere (macOS, musl) a no-op."""
+    libc = _libc()
+    try:
+        return bool(libc and libc.mallopt(M_ARENA_MAX, int(arenas)))
+    except AttributeError:
+        return False
+
+
+@functools.lru_cache(maxsize=1)
+def _libc():
+    """glibc (or the platform's libc) through ctypes; None off Linux."""
     import ctypes
     import ctypes.util
     import sys
 
     if not sys.platform.startswith("linux"):
-        return False
+        return None
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        return bool(libc.mallopt(M_ARENA_MAX, int(arenas)))
-    except (OSError, AttributeError):
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    except OSError:
+        return None
+
+
+def trim_memory() -> bool:
+    """Hand the heap's free pages back to the system now (glibc ``malloc_trim``); True when
+    done. Freed memory otherwise stays with the process: after a burst of large batches the
+    resident size keeps the burst's peak although nothing is kept."""
+    libc = _libc()
+    try:
+        libc.malloc_trim(0)  # type: ignore[union-attr]
+    except AttributeError:  # not glibc (or no libc found)
         return False
+    return True
+
+
+def trim_memory_every(seconds: float = 10.0,
+                      stop: threading.Event | None = None) -> threading.Thread | None:
+    """A daemon thread that calls ``trim_memory`` every ``seconds`` until ``stop`` is set (a
+    served app's resident memory then follows what it holds, not its busiest moment; with 16
+    clients it had grown 9 to 26% in 2 to 3 minutes, ``bench load``); None where glibc is
+    absent."""
+    libc = _libc()
+    if libc is None or not hasattr(libc, "malloc_trim"):
+        return None
+
+    stop = stop or threading.Event()
+
+    def loop() -> None:
+        while not stop.wait(seconds):
+            trim_memory()
+
+    thread = threading.Thread(target=loop, name="mmstudio-trim-memory", daemon=True)
+    thread.start()
+    return thread

@@ -70,6 +70,39 @@ def test_malloc_arenas_are_bounded_on_linux() -> None:
     assert limit_malloc_arenas(2) is sys.platform.startswith("linux")
 
 
+def test_freed_heap_memory_goes_back_to_the_system_on_linux() -> None:
+    import sys
+    import threading
+
+    from mmstudio.devices import trim_memory, trim_memory_every
+
+    if not sys.platform.startswith("linux"):
+        assert trim_memory() is False and trim_memory_every(0.01, threading.Event()) is None
+        return
+
+    def rss() -> int:
+        for line in open("/proc/self/status"):
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+        raise AssertionError("no VmRSS")
+
+    # many small blocks (below the mmap threshold: they live on the heap), then all but the last
+    # freed: without a trim the pages below the last block stay resident
+    blocks = [bytearray(64 * 1024) for _ in range(1500)]  # about 100 MB
+    keep = blocks[-1]
+    del blocks
+    before = rss()
+    assert trim_memory() is True
+    assert before - rss() > 50 * 2**20, "malloc_trim gave back less than half of 100 MB"
+    assert len(keep) == 64 * 1024
+    stop = threading.Event()
+    thread = trim_memory_every(0.01, stop)
+    assert thread is not None and thread.daemon and thread.is_alive()
+    stop.set()
+    thread.join(5)
+    assert not thread.is_alive()
+
+
 @pytest.mark.parametrize("text", ["lots", "5 parsecs", "-3GB"])
 def test_bad_memory_size_is_a_clear_error(text: str) -> None:
     with pytest.raises(UserError, match="not a memory size"):

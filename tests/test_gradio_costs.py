@@ -73,3 +73,29 @@ def test_cached_text_equals_drawn_text() -> None:
     draw_text(cached, (40, 15), "0.83", (0, 0, 0), 12, "mm")
     difference = np.abs(np.asarray(drawn, int) - np.asarray(cached, int))
     assert difference.max() <= 2 and (np.asarray(cached) < 128).any()  # the same glyphs
+
+
+def test_text_draw_caches_default_font_labels_and_draws_anything_else_as_usual() -> None:
+    import numpy as np
+    from PIL import Image, ImageDraw
+
+    from mmstudio.pipelines import sound_pictures
+    from mmstudio.pipelines.sound_pictures import _font, text_draw
+
+    def both(mode: str, fill, **kwargs) -> tuple[np.ndarray, np.ndarray]:
+        pictures = []
+        for make in (ImageDraw.Draw, text_draw):
+            image = Image.new(mode, (120, 30), 255 if mode == "L" else (255, 255, 255))
+            make(image).text((6, 15), "a red circle", fill=fill, font=_font(12), anchor="lm",
+                             **kwargs)
+            pictures.append(np.asarray(image, int))
+        return pictures[0], pictures[1]
+
+    plain, cached = both("RGB", (55, 65, 81))
+    assert np.abs(plain - cached).max() <= 2 and (cached < 128).any()
+    hits = sound_pictures._text_mask.cache_info().hits
+    both("RGB", (55, 65, 81))
+    assert sound_pictures._text_mask.cache_info().hits == hits + 1  # rendered once, reused
+    for mode, fill, kwargs in (("L", 0, {}), ("RGB", (0, 0, 0), {"stroke_width": 1})):
+        plain, cached = both(mode, fill, **kwargs)  # not the cached kind: drawn by Pillow
+        assert np.array_equal(plain, cached) and (cached < 128).any()

@@ -16,12 +16,19 @@ drawn with crisp pixels beside the matrix rows, in the corner of the bars and as
 from __future__ import annotations
 
 from collections.abc import Sequence
-from functools import cache
+from functools import cache, lru_cache
 
 import numpy as np
 from PIL import Image, ImageDraw
 
-from mmstudio.pipelines.sound_pictures import _font, _resize, colorize, draw_text
+from mmstudio.pipelines.sound_pictures import (
+    _font,
+    _resize,
+    colorize,
+    draw_text,
+    text_draw,
+    text_width,
+)
 from mmstudio.worlds import audio
 
 BACKGROUND = (255, 255, 255)
@@ -68,21 +75,25 @@ def _short(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "\u2026"
 
 
-def _text_width(text: str, size: int) -> int:
-    left, _, right, _ = _font(size).getbbox(text)
-    return int(right - left)
+_text_width = text_width
 
 
 def _vertical_text(image: Image.Image, xy: tuple[int, int], text: str, size: int,
                    fill: tuple[int, int, int]) -> None:
     """``text`` written bottom to top, its end at ``xy`` (x centre, y top)."""
+    strip = _vertical_mask(text, size)
+    x, y = xy[0] - strip.width // 2, xy[1]
+    image.paste(fill, (x, y, x + strip.width, y + strip.height), strip)
+
+
+@lru_cache(maxsize=4096)
+def _vertical_mask(text: str, size: int) -> Image.Image:
+    """``text`` rendered once as a coverage mask, turned to read bottom to top."""
     font = _font(size)
     left, top, right, bottom = font.getbbox(text)
     strip = Image.new("L", (int(right - left) + 2, int(bottom - top) + 2), 0)
     ImageDraw.Draw(strip).text((-left + 1, -top + 1), text, fill=255, font=font)
-    strip = strip.rotate(90, expand=True)
-    x, y = xy[0] - strip.width // 2, xy[1]
-    image.paste(Image.new("RGB", strip.size, fill), (x, y), strip)
+    return strip.rotate(90, expand=True)
 
 
 def _colorbar(draw: ImageDraw.ImageDraw, image: Image.Image, x0: int, y0: int, height: int,
@@ -134,7 +145,7 @@ def matrix_picture(cosine: np.ndarray, probs: np.ndarray, row_labels: Sequence[s
     width = max(left + panel_w + right, 560)
     height = top + 2 * (title_h + panel_h) + gap + col_h + 8
     image = Image.new("RGB", (width, height), BACKGROUND)
-    draw = ImageDraw.Draw(image)
+    draw = text_draw(image)
     best = probs.argmax(1)
     bound = max(0.25, float(np.abs(cosine).max()))
     bound = float(np.ceil(bound * 20) / 20)
@@ -213,7 +224,7 @@ def bars_picture(labels: Sequence[str], probs: np.ndarray, cosine: np.ndarray, t
     x0, x1 = left, width - 130
     height = max(head + row * len(order) + 34, head + 110 if thumb is not None else 0)
     image = Image.new("RGB", (width, height), BACKGROUND)
-    draw = ImageDraw.Draw(image)
+    draw = text_draw(image)
     draw.text((8, head // 2), _short(title, 96), fill=INK, font=_font(13), anchor="lm")
     if thumb is not None:
         small = thumbnail(thumb, 96)
@@ -252,7 +263,7 @@ def map_picture(emap, item_numbers: Sequence[str], item_groups: Sequence[int | N
     its best text. Returns (height, width, 3) uint8."""
     items, texts = np.asarray(emap.images, np.float64), np.asarray(emap.texts, np.float64)
     image = Image.new("RGB", (width, height), BACKGROUND)
-    draw = ImageDraw.Draw(image)
+    draw = text_draw(image)
     x0, y0, x1, y1 = 70, 36, width - 190, height - 50
     points = np.concatenate([items, texts])
     lo, hi = points.min(0), points.max(0)

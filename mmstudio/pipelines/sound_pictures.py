@@ -86,6 +86,32 @@ def draw_text(image: Image.Image, xy: tuple[float, float], text: str,
     image.paste(fill, (x, y, x + mask.width, y + mask.height), mask)
 
 
+class _CachedTextDraw(ImageDraw.ImageDraw):
+    """``ImageDraw`` whose ``text`` with one of the default fonts (``_font``) and a colour goes
+    through ``draw_text``'s cache; anything else is drawn as usual."""
+
+    def text(self, xy, text, fill=None, font=None, anchor=None, **kwargs):  # noqa: ANN001, ANN201
+        size = getattr(font, "size", None)
+        if (kwargs or size is None or font is not _font(int(size)) or not isinstance(text, str)
+                or "\n" in text or not isinstance(fill, tuple)):
+            return super().text(xy, text, fill=fill, font=font, anchor=anchor, **kwargs)
+        draw_text(self._image, xy, text, fill, int(size), anchor or "la")
+        return None
+
+
+def text_draw(image: Image.Image) -> ImageDraw.ImageDraw:
+    """``ImageDraw.Draw(image)`` whose labels come from the cache of rendered strings: labels
+    (captions, titles, axis names) repeat across requests as the matrix numbers do."""
+    return _CachedTextDraw(image)
+
+
+@lru_cache(maxsize=8192)
+def text_width(text: str, size: int) -> int:
+    """Width in pixels of ``text`` in the default font of ``size`` (cached)."""
+    left, _, right, _ = _font(size).getbbox(text)
+    return int(right - left)
+
+
 def _nice_step(span: float, max_ticks: int) -> float:
     """The smallest 1-2-5 step giving at most ``max_ticks`` ticks over ``span``."""
     for exponent in range(-6, 6):
@@ -114,7 +140,7 @@ class _Canvas:
 
     def __init__(self, width: int, height: int, right: int) -> None:
         self.image = Image.new("RGB", (width, height), BACKGROUND)
-        self.draw = ImageDraw.Draw(self.image)
+        self.draw = text_draw(self.image)
         self.x0, self.y0 = LEFT, TOP
         self.x1, self.y1 = width - right - 1, height - BOTTOM - 1
         self.font = _font(12)
@@ -209,7 +235,7 @@ def waveform_picture(y: np.ndarray, sample_rate: int = audio.SAMPLE_RATE,
         tinted = region[:, ia:ib].astype(np.float32) * 0.7 + np.float32(HIGHLIGHT) * 0.3
         region[:, ia:ib] = tinted.round().astype(np.uint8)
     c.image = Image.fromarray(pixels)
-    c.draw = ImageDraw.Draw(c.image)
+    c.draw = text_draw(c.image)
     zero = row(np.zeros(1))[0]
     c.draw.line((c.x0, zero, c.x1, zero), fill=(160, 166, 180))
     if window is not None:

@@ -19,7 +19,7 @@ from mmstudio.checks import whole_number
 from mmstudio.errors import UserError
 from mmstudio.manager import ModelManager
 from mmstudio.pipelines import tokenize as tk
-from mmstudio.pipelines.sound_pictures import _font, _nice_step, draw_text
+from mmstudio.pipelines.sound_pictures import _font, _nice_step, draw_text, text_draw
 from mmstudio.ui import downloads
 from mmstudio.ui.common import explain, gr, model_work, upscale, user_errors
 from mmstudio.worlds import shapes
@@ -87,7 +87,7 @@ def render_token_grid(indices: np.ndarray, selected: tuple[int, int] | None = No
     rows, cols = indices.shape
     cell = grid_cell_px(max(rows, cols))
     image = Image.new("RGB", (cols * cell, rows * cell), (30, 30, 36))
-    draw = ImageDraw.Draw(image)
+    draw = text_draw(image)
     digits = len(str(int(indices.max()))) if indices.size else 1
     size = max(8, min(cell // 3, int(cell * 0.9 / max(digits, 2) * 1.6)))
     for r in range(rows):
@@ -129,7 +129,7 @@ def histogram_image(counts: np.ndarray, title: str, width: int = 648,
     counts = np.asarray(counts, dtype=np.int64)
     ink, faint = (55, 65, 81), (226, 230, 238)
     image = Image.new("RGB", (width, height), (255, 255, 255))
-    draw = ImageDraw.Draw(image)
+    draw = text_draw(image)
     top = max(int(counts.max()) if counts.size else 0, 1)
     step = max(1, int(_nice_step(top, 4)))
     y_top = ((top + step - 1) // step) * step
@@ -170,7 +170,7 @@ def code_atlas(images: np.ndarray, codes: list[int], tile: int = 64) -> np.ndarr
     label_h = 16
     rows = (len(codes) + per_row - 1) // per_row
     atlas = Image.new("RGB", (per_row * (tile + 6), rows * (tile + label_h + 6)), (24, 24, 28))
-    draw = ImageDraw.Draw(atlas)
+    draw = text_draw(atlas)
     font = _font(12)
     for k, (image, code) in enumerate(zip(images, codes, strict=True)):
         factor = max(1, tile // image.shape[0])
