@@ -99,3 +99,37 @@ def test_text_draw_caches_default_font_labels_and_draws_anything_else_as_usual()
     for mode, fill, kwargs in (("L", 0, {}), ("RGB", (0, 0, 0), {"stroke_width": 1})):
         plain, cached = both(mode, fill, **kwargs)  # not the cached kind: drawn by Pillow
         assert np.array_equal(plain, cached) and (cached < 128).any()
+
+
+def test_skipped_outputs_pass_straight_through_and_the_rest_as_gradio_makes_them() -> None:
+    import asyncio
+
+    import numpy as np
+    from gradio.blocks import Blocks
+    from gradio.state_holder import SessionState
+
+    from mmstudio.ui.common import skip_skips
+
+    assert skip_skips() is False  # installed once, on import of the UI
+    patched = Blocks.postprocess_data
+    original = patched.original
+    with gr.Blocks() as demo:
+        image = gr.Image(format="png")
+        text = gr.Markdown()
+        slider = gr.Slider(1, 5)
+        gr.Button().click(lambda: None, None, [image, text, slider])
+    block_fn = demo.fns[0]
+    picture = np.full((4, 4, 3), 7, np.uint8)
+    cases = [(picture, gr.skip(), gr.skip()), (gr.skip(), "words", gr.skip()),
+             (gr.skip(), gr.skip(), gr.skip()), (picture, "words", gr.update(maximum=9)),
+             (gr.skip(), gr.skip(), gr.update(maximum=9))]
+    for predictions in cases:
+        ours, theirs = SessionState(demo), SessionState(demo)
+        got = asyncio.run(patched(demo, block_fn, [*predictions], ours))
+        expected = asyncio.run(original(demo, block_fn, [*predictions], theirs))
+        assert json.dumps(got, sort_keys=True, default=str) == \
+            json.dumps(expected, sort_keys=True, default=str), predictions
+        assert ours[slider._id].maximum == theirs[slider._id].maximum
+        assert ours.config_values[slider._id] == theirs.config_values[slider._id]
+        if predictions[2] != gr.skip():
+            assert ours[slider._id].maximum == 9

@@ -87,8 +87,56 @@ def cache_argspecs() -> bool:
     return True
 
 
+def _is_skip(value: Any) -> bool:
+    return type(value) is dict and len(value) == 1 and value.get("__type__") == "update"
+
+
+def skip_skips() -> bool:
+    """Let gradio pass a pure ``gr.skip()`` output straight through; True when installed now.
+
+    gradio treats ``gr.skip()`` (an update of no property) as any property update: it builds a
+    new component from the old one's constructor arguments, recomputes its config for the
+    session and post-processes the empty update, only to send ``{"__type__": "update"}``, which
+    is what it sends here at once. A streamed Diffusion update skips six of its ten outputs and
+    a heartbeat all ten, so with a classroom streaming this was most of what gradio did with the
+    GIL per page update (py-spy, ``bench load`` with 16 clients). The other outputs go through
+    gradio's own ``postprocess_data``, in their order."""
+    import copy
+
+    from gradio.blocks import Blocks
+
+    original = Blocks.postprocess_data
+    if getattr(original, "skips_skips", False):
+        return False
+
+    async def postprocess_data(self: Any, block_fn: Any, predictions: Any, state: Any = None):
+        outputs = block_fn.outputs
+        if (len(outputs) < 2 or not isinstance(predictions, (list, tuple))
+                or len(predictions) != len(outputs) or block_fn.is_validator_function):
+            return await original(self, block_fn, predictions, state)
+        keep = [i for i, value in enumerate(predictions) if not _is_skip(value)]
+        if len(keep) == len(outputs):
+            return await original(self, block_fn, predictions, state)
+        result: list[Any] = [{"__type__": "update"} for _ in outputs]
+        if keep:
+            part = copy.copy(block_fn)  # the same event, told only of the outputs with a value
+            part.outputs = [outputs[i] for i in keep]
+            values = [predictions[i] for i in keep]
+            done = await original(self, part, values if len(keep) > 1 else values[0], state)
+            for i, value in zip(keep, done, strict=True):
+                result[i] = value
+        return result
+
+    postprocess_data.skips_skips = True  # type: ignore[attr-defined]
+    postprocess_data.original = original  # type: ignore[attr-defined]
+    postprocess_data.__doc__ = original.__doc__
+    Blocks.postprocess_data = postprocess_data  # type: ignore[method-assign]
+    return True
+
+
 share_api_info()
 cache_argspecs()
+skip_skips()
 
 # System fonts only: nothing on the page may come from another host.
 THEME = gr.themes.Soft(
