@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import pytest
 
@@ -133,3 +134,46 @@ def test_skipped_outputs_pass_straight_through_and_the_rest_as_gradio_makes_them
         assert ours.config_values[slider._id] == theirs.config_values[slider._id]
         if predictions[2] != gr.skip():
             assert ours[slider._id].maximum == 9
+
+
+def test_cache_files_appear_whole_and_the_same_content_is_not_written_again(tmp_path) -> None:
+    import threading
+
+    import numpy as np
+    from gradio import processing_utils as pu
+    from PIL import Image
+
+    from mmstudio.ui.common import atomic_cache_writes
+
+    assert atomic_cache_writes() is False  # installed once, on import of the UI
+    picture = Image.fromarray(np.random.default_rng(0).integers(0, 255, (256, 256, 3), np.uint8))
+    first = pu.save_pil_to_cache(picture, str(tmp_path), format="png")
+    stamp = Path(first).stat().st_mtime_ns, Path(first).stat().st_ino
+    broken, stop = [], threading.Event()
+
+    def read() -> None:
+        while not stop.is_set():
+            try:
+                with Image.open(first) as image:
+                    image.load()
+            except Exception as exc:  # noqa: BLE001 - collected and reported
+                broken.append(exc)
+
+    readers = [threading.Thread(target=read) for _ in range(2)]
+    for reader in readers:
+        reader.start()
+    for _ in range(40):  # the same picture again and again, as a classroom on one prompt
+        assert pu.save_pil_to_cache(picture, str(tmp_path), format="png") == first
+    stop.set()
+    for reader in readers:
+        reader.join()
+    assert not broken, broken[:1]
+    assert Path(first).stat().st_ino == stamp[1]  # never replaced: the same file, touched
+    assert not [p for p in Path(first).parent.iterdir() if p.name.startswith(".")]  # no leftovers
+    data = b"RIFF\x00\x00\x00\x00WAVEfmt "
+    saved = pu.save_bytes_to_cache(data, "clip", str(tmp_path))
+    assert saved.endswith("clip.wav") and Path(saved).read_bytes() == data
+    tone = (np.sin(np.arange(1600) / 5) * 16000).astype(np.int16)
+    audio = pu.save_audio_to_cache(tone, 16000, "wav", str(tmp_path))
+    assert Path(audio).suffix == ".wav" and Path(audio).stat().st_size > 3000
+    assert pu.save_audio_to_cache(tone, 16000, "wav", str(tmp_path)) == audio

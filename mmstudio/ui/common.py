@@ -3,11 +3,13 @@ reachability in words, and the unknown-word note under a prompt."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import logging
 import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -134,9 +136,87 @@ def skip_skips() -> bool:
     return True
 
 
+def _publish(path: Path, write: Callable[[str], None]) -> str:
+    """Put a content-addressed cache file in place for readers that may be reading it now: an
+    existing one (the same bytes: its folder is their hash) is only touched, so that gradio's
+    ``delete_cache`` ages it from this use; a new one is written under a temporary name and
+    renamed into place, so nobody ever reads it half written."""
+    import os
+    import tempfile
+
+    if path.exists():
+        with contextlib.suppress(OSError):
+            os.utime(path)
+        return str(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, staging = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
+    os.close(fd)
+    try:
+        write(staging)
+        os.replace(staging, path)
+    except BaseException:
+        Path(staging).unlink(missing_ok=True)
+        raise
+    return str(path)
+
+
+def atomic_cache_writes() -> bool:
+    """Make gradio's image, bytes and audio cache files appear whole; True when installed now.
+
+    gradio names these files by the hash of their content and writes them again, in place, each
+    time the same content comes out: with an embedded model everyone who generates the default
+    prompt gets the same pictures, so one request truncated and rewrote a file while another
+    user's browser was reading it, and that reader got a broken image (``bench load``, 16
+    clients: a ``cannot identify image file``). gradio's own ``save_file_to_cache`` already
+    touches an existing copy or writes a new one under a temporary name and renames it; these do
+    the same now, and skip the rewrite."""
+    from gradio import processing_utils as pu
+
+    if getattr(pu.save_pil_to_cache, "atomic", False):
+        return False
+
+    def save_pil_to_cache(img: Any, cache_dir: str, name: str = "image",
+                          format: str = "webp") -> str:  # noqa: A002 - gradio's signature
+        data = pu.encode_pil_to_bytes(img, format)
+        path = (Path(cache_dir) / pu.hash_bytes(data)).resolve() / f"{name}.{format}"
+        return _publish(path, lambda staging: Path(staging).write_bytes(data))
+
+    def save_bytes_to_cache(data: bytes, file_name: str, cache_dir: str) -> str:
+        if not Path(file_name).suffix:
+            file_name = file_name + pu.detect_audio_format(data)
+        path = (Path(cache_dir) / pu.hash_bytes(data)).resolve() / Path(file_name).name
+        return _publish(path, lambda staging: Path(staging).write_bytes(data))
+
+    original_audio = pu.save_audio_to_cache
+
+    def save_audio_to_cache(data: Any, sample_rate: int, format: str,  # noqa: A002
+                            cache_dir: str) -> str:
+        import hashlib
+        import json
+
+        metadata = {"cache_schema": "audio-cache-v1", "dtype": str(data.dtype),
+                    "format": format, "sample_rate": int(sample_rate), "shape": data.shape}
+        digest = hashlib.sha256()
+        digest.update(pu.hash_seed)
+        digest.update(json.dumps(metadata, sort_keys=True).encode("utf-8"))
+        digest.update(data.tobytes())
+        path = (Path(cache_dir) / digest.hexdigest()).resolve() / f"audio.{format}"
+        return _publish(path, lambda staging: pu.audio_to_file(sample_rate, data, staging,
+                                                               format=format))
+
+    for patched in (save_pil_to_cache, save_bytes_to_cache, save_audio_to_cache):
+        patched.atomic = True  # type: ignore[attr-defined]
+    save_audio_to_cache.original = original_audio  # type: ignore[attr-defined]
+    pu.save_pil_to_cache = save_pil_to_cache
+    pu.save_bytes_to_cache = save_bytes_to_cache
+    pu.save_audio_to_cache = save_audio_to_cache
+    return True
+
+
 share_api_info()
 cache_argspecs()
 skip_skips()
+atomic_cache_writes()
 
 # System fonts only: nothing on the page may come from another host.
 THEME = gr.themes.Soft(
