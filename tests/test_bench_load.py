@@ -45,3 +45,15 @@ def test_rss_timeline_keeps_the_first_sample_at_or_after_each_mark() -> None:
                (59.9, 122 * mb), (75.0, 130 * mb)]
     assert rss_timeline(samples) == [[0, 100.0], [30, 120.0], [75, 130.0]]
     assert rss_timeline([]) == []
+
+
+def test_window_growth_compares_medians_of_two_windows() -> None:
+    from mmstudio.cli.bench_load import window_growth
+
+    mb = 2**20
+    # a peak in the first window and a dip in the last do not count; the level does
+    samples = [(t / 2, (150 if t == 70 else 100) * mb) for t in range(0, 240)]  # 0 .. 119.5 s
+    samples += [(120 + t / 2, (90 if t == 10 else 110) * mb) for t in range(0, 60)]  # .. 149.5
+    assert window_growth(samples, warmup=30) == 0.1
+    assert window_growth(samples[:100], warmup=30) is None  # 50 s: no room for two windows
+    assert window_growth([], warmup=30) is None

@@ -380,7 +380,24 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[index]
 
 
-def summarize(phase: Phase, baseline: float, steps: int) -> dict[str, Any]:
+def window_growth(samples: list[tuple[float, int]], warmup: float,
+                  window: float = 30.0) -> float | None:
+    """Resident memory growth between two windows: the median of the ``window`` seconds after
+    ``warmup`` against the median of the last ``window`` seconds of the phase. A single reading
+    swings with the batches in flight at that moment (two passes of 32 samples hold a hundred MB
+    or more of activations); medians over windows leave growth. None when the phase is too short
+    for two windows apart."""
+    if not samples:
+        return None
+    end = samples[-1][0]
+    first = [rss for at, rss in samples if warmup <= at < warmup + window]
+    last = [rss for at, rss in samples if at >= end - window]
+    if not first or not last or end - window < warmup + window:
+        return None
+    return round(statistics.median(last) / statistics.median(first) - 1, 4)
+
+
+def summarize(phase: Phase, baseline: float, steps: int, warmup: float = 30.0) -> dict[str, Any]:
     groups: dict[str, list[Outcome]] = {name: [] for name in ENDPOINTS}
     for outcome in phase.outcomes:
         groups[outcome.request.endpoint].append(outcome)
@@ -412,6 +429,7 @@ def summarize(phase: Phase, baseline: float, steps: int) -> dict[str, Any]:
         "rss_growth": round(phase.rss_end / phase.rss_after_warmup - 1, 4)
         if phase.rss_after_warmup else None,
         "rss_timeline_mb": rss_timeline(phase.rss_timeline),
+        "rss_growth_windows": window_growth(phase.rss_timeline, warmup),
         "temp_dir_mb": round(phase.temp_bytes / 2**20, 2), "temp_dir_files": phase.temp_files,
         "server_cores_used": round(phase.server_cpu_s / phase.seconds, 2) if phase.seconds else 0,
         "clients_cores_used": round(phase.clients_cpu_s / phase.seconds, 2)
@@ -460,11 +478,11 @@ def bench_load(args: Any) -> dict[str, Any]:
             lone = lone_request_cost(server, pool[0]) if args.lone_runs else None
             one = run_phase(server, pool, references, 1, args.baseline_seconds,
                             args.warmup, args.tolerance)
-            phases = [summarize(one, one.throughput, args.steps)]
+            phases = [summarize(one, one.throughput, args.steps, args.warmup)]
             for clients in counts:
                 phase = run_phase(server, pool, references, clients, args.seconds,
                                   args.warmup, args.tolerance)
-                phases.append(summarize(phase, one.throughput, args.steps))
+                phases.append(summarize(phase, one.throughput, args.steps, args.warmup))
             temp_bytes, temp_files = server.temp_usage()
     return {
         "pool_per_endpoint": args.pool, "steps": args.steps, "tolerance_levels": args.tolerance,
@@ -506,6 +524,10 @@ def print_load(figures: dict[str, Any]) -> None:
               f"{phase['rss_end_mb']} MB at the end "
               f"({'n/a' if growth is None else f'{growth:+.1%}'}), max {phase['rss_max_mb']} MB; "
               f"gradio temp folder {phase['temp_dir_mb']} MB in {phase['temp_dir_files']} files")
+        windows = phase.get("rss_growth_windows")
+        if windows is not None:
+            print(f"  memory growth, median of the last 30 s against the 30 s after warm-up: "
+                  f"{windows:+.1%}")
         if phase.get("rss_timeline_mb"):
             print("  server memory over the phase (s: MB): " + ", ".join(
                 f"{at:.0f}: {mb:g}" for at, mb in phase["rss_timeline_mb"]))
