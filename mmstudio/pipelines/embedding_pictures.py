@@ -75,9 +75,6 @@ def _short(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "\u2026"
 
 
-_text_width = text_width
-
-
 def _vertical_text(image: Image.Image, xy: tuple[int, int], text: str, size: int,
                    fill: tuple[int, int, int]) -> None:
     """``text`` written bottom to top, its end at ``xy`` (x centre, y top)."""
@@ -138,8 +135,8 @@ def matrix_picture(cosine: np.ndarray, probs: np.ndarray, row_labels: Sequence[s
     cols = [_short(t, 46) for t in texts]
     thumb_w = rh - 4 if thumbs else 0
     smalls = [thumbnail(t, thumb_w) for t in thumbs] if thumbs else []  # once, for both panels
-    left = 16 + max(_text_width(r, size) for r in rows) + (thumb_w + 8 if thumbs else 0)
-    col_h = 12 + max(_text_width(c, 11) for c in cols)
+    left = 16 + max(text_width(r, size) for r in rows) + (thumb_w + 8 if thumbs else 0)
+    col_h = 12 + max(text_width(c, 11) for c in cols)
     top, title_h, gap, right = 28, 22, 18, 70
     panel_w, panel_h = m * cw, n * rh
     width = max(left + panel_w + right, 560)
@@ -154,7 +151,7 @@ def matrix_picture(cosine: np.ndarray, probs: np.ndarray, row_labels: Sequence[s
     draw.text((legend_x + 18, 14), f"each {item}'s best text", fill=INK, font=_font(12),
               anchor="lm")
     if truth is not None and any(t is not None for t in truth):
-        x = legend_x + 40 + _text_width(f"each {item}'s best text", 12)
+        x = legend_x + 40 + text_width(f"each {item}'s best text", 12)
         draw.rectangle((x, 8, x + 12, 20), outline=TRUE, width=2)
         draw.text((x + 18, 14), "its true caption (world renders)", fill=INK, font=_font(12),
                   anchor="lm")
@@ -220,7 +217,7 @@ def bars_picture(labels: Sequence[str], probs: np.ndarray, cosine: np.ndarray, t
         order.append(labels.index(truth))
     row, head = 26, 34
     names = [_short(labels[k], 44) for k in order]
-    left = 14 + max(_text_width(n, 12) for n in names)
+    left = 14 + max(text_width(n, 12) for n in names)
     x0, x1 = left, width - 130
     height = max(head + row * len(order) + 34, head + 110 if thumb is not None else 0)
     image = Image.new("RGB", (width, height), BACKGROUND)
@@ -302,7 +299,7 @@ def map_picture(emap, item_numbers: Sequence[str], item_groups: Sequence[int | N
         draw.polygon([(x, y - r), (x + r, y), (x, y + r), (x - r, y)], fill=BACKGROUND,
                      outline=color(g), width=2)
         text = _short(label, 30)
-        w, h = _text_width(text, 10), 11
+        w, h = text_width(text, 10), 11
         for bx, by in ((x + 9, y - h / 2), (x - 9 - w, y - h / 2), (x - w / 2, y - r - h - 1),
                        (x - w / 2, y + r + 1)):
             box = (bx - 1, by - 1, bx + w + 1, by + h + 1)

@@ -141,7 +141,6 @@ def _publish(path: Path, write: Callable[[str], None]) -> str:
     existing one (the same bytes: its folder is their hash) is only touched, so that gradio's
     ``delete_cache`` ages it from this use; a new one is written under a temporary name and
     renamed into place, so nobody ever reads it half written."""
-    import os
     import tempfile
 
     if path.exists():
@@ -187,8 +186,6 @@ def atomic_cache_writes() -> bool:
         path = (Path(cache_dir) / pu.hash_bytes(data)).resolve() / Path(file_name).name
         return _publish(path, lambda staging: Path(staging).write_bytes(data))
 
-    original_audio = pu.save_audio_to_cache
-
     def save_audio_to_cache(data: Any, sample_rate: int, format: str,  # noqa: A002
                             cache_dir: str) -> str:
         import hashlib
@@ -206,7 +203,6 @@ def atomic_cache_writes() -> bool:
 
     for patched in (save_pil_to_cache, save_bytes_to_cache, save_audio_to_cache):
         patched.atomic = True  # type: ignore[attr-defined]
-    save_audio_to_cache.original = original_audio  # type: ignore[attr-defined]
     pu.save_pil_to_cache = save_pil_to_cache
     pu.save_bytes_to_cache = save_bytes_to_cache
     pu.save_audio_to_cache = save_audio_to_cache
