@@ -12,12 +12,9 @@ prompts, seeds, guidance, step counts and schedulers share passes, since the net
 (x_t, t, condition) per sample. Samples that cannot be joined (another shape or dtype) go in
 separate passes.
 
-No waiting: a leader takes what is pending now (up to its lane's share of the runs active at
-this step), never waiting for stragglers: the runs of the last pass do their scheduler step and
-submit while the other lane computes, so both lanes stay busy. Waiting for the others (up to a
-tenth of the last pass) had made bigger passes but left the lanes idle a quarter of the time: 16
-concurrent runs in one process (2 cores, 25 steps) made 2.24 runs per second with it and 2.66 to
-2.74 without. Passes at once per network (``lanes``): one on a GPU,
+Waiting: a leader waits for the other active runs to submit (they are doing their own scheduler
+step, a millisecond), but never longer than a tenth of the last pass (at most 50 ms): a lone run
+never waits, and a straggler costs little. Passes at once per network (``lanes``): one on a GPU,
 where passes are serial anyway; on a CPU as many as torch's threads (cores - 1,
 ``config.auto_threads``) fit in the cores (``cpu_lanes``): 2 on 2 cores, where one pass of one
 thread left the second core to the Python work around the passes, which holds the GIL and kept
@@ -29,6 +26,7 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 import weakref
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,6 +38,8 @@ import torch
 # 8, 10.4 at 16, 10.8 at 32, 12.0 at 48: the activations outgrow the caches); a GPU keeps gaining.
 MAX_SAMPLES = {"cpu": 32}
 MAX_SAMPLES_GPU = 128
+MAX_WAIT = 0.05  # seconds a leader waits at most for the other active runs
+WAIT_SHARE = 0.1  # ... and at most this share of the last pass's duration
 
 _BATCHERS: weakref.WeakKeyDictionary[Any, Batcher] = weakref.WeakKeyDictionary()
 _BATCHERS_LOCK = threading.Lock()
@@ -57,6 +57,7 @@ class _Request:
     lead: bool = False  # handed a free lane: the submitting thread runs the next pass
     result: torch.Tensor | None = None
     error: BaseException | None = None
+    seconds: float = 0.0  # the pass's duration (on a group's first request)
 
     @property
     def size(self) -> int:
@@ -73,17 +74,21 @@ class Batcher:
     """Joins concurrent ``predict`` calls of one network into shared forward passes.
 
     Each waiting thread sleeps on its own request's event, woken once: when its result is in, or
-    when a lane frees up and it is the oldest waiting (it then leads the next pass), so thirty
-    waiting runs cost nothing.
+    when a lane frees up and it is the oldest waiting (it then leads the next pass). Only a
+    leader gathering its group listens to new arrivals, so thirty waiting runs cost nothing.
     """
 
-    def __init__(self, lanes: int = 1, max_samples: int = MAX_SAMPLES["cpu"]) -> None:
-        self.lanes, self.max_samples = max(1, lanes), max_samples
+    def __init__(self, lanes: int = 1, max_samples: int = MAX_SAMPLES["cpu"],
+                 max_wait: float = MAX_WAIT) -> None:
+        self.lanes, self.max_samples, self.max_wait = max(1, lanes), max_samples, max_wait
         self._lock = threading.Lock()
+        self._arrival = threading.Condition(self._lock)  # a gathering leader waits on it
         self._pending: list[_Request] = []  # FIFO
         self._running = 0  # lanes taken (gathering or in a pass)
         self._in_flight = 0  # requests in passes
+        self._gathering = 0  # leaders waiting for stragglers
         self._active: weakref.WeakSet[Any] = weakref.WeakSet()  # runs between first step and end
+        self._last_pass = 0.0  # seconds
         self.passes = 0  # forward passes run (for tests and benchmarks)
         self.samples = 0  # samples through them
 
@@ -92,6 +97,8 @@ class Batcher:
         """``run`` makes no more steps (a run is active from its first ``predict``)."""
         with self._lock:
             self._active.discard(run)
+            if self._gathering:
+                self._arrival.notify_all()
 
     # ------------------------------------------------------------ one step
     def predict(self, predict: Any, x: torch.Tensor, t: torch.Tensor, cond: Any,
@@ -104,6 +111,8 @@ class Batcher:
             if self._running < self.lanes:
                 self._running += 1  # a free lane: this thread leads
                 request.lead = True
+            elif self._gathering:
+                self._arrival.notify_all()
         while True:
             if request.lead:  # first: a lane handed to this thread must be used or passed on
                 request.lead = False
@@ -126,6 +135,7 @@ class Batcher:
             self._run(group)
         with self._lock:
             if group:
+                self._last_pass = group[0].seconds
                 self.passes += 1
                 self.samples += sum(r.size for r in group)
                 self._in_flight -= len(group)
@@ -141,11 +151,19 @@ class Batcher:
             request.wake.set()
 
     def _gather(self) -> list[_Request]:
-        """Take a group from what is pending: this lane's share of the runs expected at this step
-        (the others go to the other free lanes), oldest first, one shape. Holds the lock."""
-        free_lanes = self.lanes - self._running + 1  # this one included
-        expected = max(1, len(self._active) - self._in_flight)
-        share = math.ceil(expected / free_lanes)  # split what is coming over free lanes
+        """Wait (briefly) for the other active runs, then take a group. Holds the lock."""
+        deadline = time.monotonic() + min(self.max_wait, WAIT_SHARE * self._last_pass)
+        while True:
+            free_lanes = self.lanes - self._running + 1  # this one included
+            expected = max(1, len(self._active) - self._in_flight)
+            share = math.ceil(expected / free_lanes)  # split what is coming over free lanes
+            remaining = deadline - time.monotonic()
+            if (len(self._pending) >= share or remaining <= 0
+                    or sum(r.size for r in self._pending) >= self.max_samples):
+                break
+            self._gathering += 1
+            self._arrival.wait(remaining)
+            self._gathering -= 1
         if not self._pending:
             return []
         key = self._pending[0].key()
@@ -162,6 +180,7 @@ class Batcher:
         return group
 
     def _run(self, group: list[_Request]) -> None:
+        start = time.perf_counter()
         try:
             if len(group) == 1:  # exactly the unbatched call
                 only = group[0]
@@ -177,6 +196,7 @@ class Batcher:
         except BaseException as exc:  # noqa: BLE001 - every run in the pass gets the failure
             for request in group:
                 request.error = exc
+        group[0].seconds = time.perf_counter() - start
 
 
 def _cat(parts: list[Any]) -> Any:
