@@ -140,6 +140,32 @@ def load_pixart(folder: Path, spec: ModelSpec, dtype: torch.dtype) -> Components
     }
 
 
+def load_latte(folder: Path, spec: ModelSpec, dtype: torch.dtype) -> Components:
+    """A text-to-video folder (``motion-dit``): ``LatteTransformer3DModel`` (transformer/), its own
+    text tower (text_encoder/: a transformers ``CLIPTextModel``, with ``text_tokens.json`` saying
+    which open_clip id each of its ids is), scheduler, and the catalog id of the per-frame
+    autoencoder (``vae.json``), shared with the DiT. Its attention processors record spatial,
+    temporal and cross-attention when asked (``pipelines.attention``)."""
+    from diffusers import LatteTransformer3DModel
+    from transformers import CLIPTextModel
+
+    from mmstudio.pipelines.attention import install_recording_processors
+    from mmstudio.pipelines.video import CaptionTokens
+
+    transformer = LatteTransformer3DModel.from_pretrained(
+        folder, subfolder="transformer", torch_dtype=dtype, **_SAFE)
+    install_recording_processors(transformer)
+    text_encoder = CLIPTextModel.from_pretrained(folder, subfolder="text_encoder", dtype=dtype,
+                                                 **_SAFE).eval()
+    return {
+        "transformer": transformer,
+        "text_encoder": text_encoder,
+        "tokens": CaptionTokens.load(folder),
+        "vae_id": _component_id(folder, "vae"),
+        "scheduler_config": _scheduler_config(folder),
+    }
+
+
 def load_stable_diffusion(folder: Path, spec: ModelSpec, dtype: torch.dtype) -> Components:
     """A Stable Diffusion folder: UNet, VAE, CLIP text encoder, tokenizer, scheduler config."""
     from diffusers import AutoencoderKL, UNet2DConditionModel
@@ -192,9 +218,22 @@ def load_encodec(folder: Path, spec: ModelSpec, dtype: torch.dtype) -> Component
 
 
 def load_text_to_video(folder: Path, spec: ModelSpec, dtype: torch.dtype) -> Components:
-    from diffusers import TextToVideoSDPipeline
+    """A ``TextToVideoSDPipeline`` folder (ModelScope text-to-video): a 3-D UNet
+    (``UNet3DConditionModel``) over per-frame SD-VAE latents, the VAE, a CLIP text encoder and its
+    tokenizer, loaded part by part so that the studio's own loop drives them step by step."""
+    from diffusers import AutoencoderKL, UNet3DConditionModel
+    from transformers import CLIPTextModel, CLIPTokenizer
 
-    return {"pipeline": TextToVideoSDPipeline.from_pretrained(folder, torch_dtype=dtype, **_SAFE)}
+    return {
+        "unet": UNet3DConditionModel.from_pretrained(
+            folder, subfolder="unet", torch_dtype=dtype, **_SAFE),
+        "vae": AutoencoderKL.from_pretrained(folder, subfolder="vae", torch_dtype=dtype, **_SAFE),
+        "text_encoder": CLIPTextModel.from_pretrained(
+            folder, subfolder="text_encoder", torch_dtype=dtype, **_SAFE),
+        "tokenizer": CLIPTokenizer.from_pretrained(folder, subfolder="tokenizer"),
+        "scheduler_config": _scheduler_config(folder),
+        "frames": int(spec.frames or 16),
+    }
 
 
 def load_gpt_prior(folder: Path, spec: ModelSpec, dtype: torch.dtype) -> Components:
@@ -217,6 +256,7 @@ LOADERS: dict[str, Loader] = {
     "clap": load_clap,
     "dit": load_dit,
     "pixart": load_pixart,
+    "latte": load_latte,
     "vae": load_vae,
     "stable_diffusion": load_stable_diffusion,
     "pixel_unet": load_pixel_unet,

@@ -294,3 +294,60 @@ def make_clap(folder: Path) -> Path:
                                     truncation="rand_trunc", padding="repeatpad")
     ClapProcessor(feature_extractor=features, tokenizer=tokenizer).save_pretrained(folder)
     return folder
+
+
+def make_latte(folder: Path, vae_id: str, frames: int = 4, sample_size: int = 4) -> Path:
+    """A text-to-video folder as motion-dit is laid out: transformer/ (a
+    ``LatteTransformer3DModel``), text_encoder/ (a ``CLIPTextModel`` over the motion world's
+    words), text_tokens.json, scheduler/ and vae.json naming a shared autoencoder."""
+    from diffusers import DDPMScheduler, LatteTransformer3DModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    from mmstudio.pipelines.video import CaptionTokens
+    from mmstudio.worlds import motion
+
+    torch.manual_seed(0)
+    tokens = CaptionTokens.for_words(motion.VOCABULARY)
+    LatteTransformer3DModel(
+        num_attention_heads=2, attention_head_dim=8, in_channels=4, out_channels=4,
+        num_layers=2, cross_attention_dim=16, sample_size=sample_size, patch_size=2,
+        norm_type="ada_norm_single", num_embeds_ada_norm=1000, caption_channels=16,
+        video_length=frames,
+    ).save_pretrained(folder / "transformer", safe_serialization=True)
+    config = CLIPTextConfig(vocab_size=tokens.vocab_size, hidden_size=16, intermediate_size=32,
+                            num_hidden_layers=1, num_attention_heads=2,
+                            max_position_embeddings=tokens.length, pad_token_id=0,
+                            bos_token_id=1, eos_token_id=2)
+    CLIPTextModel(config).save_pretrained(folder / "text_encoder", safe_serialization=True)
+    tokens.save(folder)
+    DDPMScheduler(beta_schedule="squaredcos_cap_v2", prediction_type="v_prediction",
+                  clip_sample=False, timestep_spacing="trailing").save_pretrained(
+        folder / "scheduler")
+    (folder / "vae.json").write_text(json.dumps({"model_id": vae_id}))
+    return folder
+
+
+def make_text_to_video(folder: Path) -> Path:
+    """A ``TextToVideoSDPipeline`` folder as ``text-to-video-ms-1.7b`` is laid out: unet/ (a
+    ``UNet3DConditionModel``), vae/, text_encoder/, tokenizer/, scheduler/, model_index.json."""
+    from diffusers import DDIMScheduler, UNet3DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    torch.manual_seed(0)
+    UNet3DConditionModel(
+        sample_size=8, in_channels=4, out_channels=4,
+        down_block_types=("CrossAttnDownBlock3D", "DownBlock3D"),
+        up_block_types=("UpBlock3D", "CrossAttnUpBlock3D"),
+        block_out_channels=(8, 16), layers_per_block=1, cross_attention_dim=16,
+        attention_head_dim=4, norm_num_groups=4,
+    ).save_pretrained(folder / "unet", safe_serialization=True)
+    _tiny_vae().save_pretrained(folder / "vae", safe_serialization=True)
+    config = CLIPTextConfig(vocab_size=200, hidden_size=16, intermediate_size=32,
+                            num_hidden_layers=1, num_attention_heads=2,
+                            max_position_embeddings=77)
+    CLIPTextModel(config).save_pretrained(folder / "text_encoder", safe_serialization=True)
+    _write_clip_tokenizer(folder / "tokenizer")
+    DDIMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012,
+                  clip_sample=False, set_alpha_to_one=False).save_pretrained(folder / "scheduler")
+    (folder / "model_index.json").write_text(json.dumps({"_class_name": "TextToVideoSDPipeline"}))
+    return folder

@@ -98,3 +98,31 @@ def test_generate_out_file_is_refused_before_loading(tiny_assets: Path, tmp_path
                  "--out", str(target)]) == 2
     err = capsys.readouterr().err.strip()
     assert err == f"error: --out {target} is a file; give a folder (it is created if missing)"
+
+
+def test_generate_clips_writes_mp4_and_frames(tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    assets = tmp_path / "assets"
+    tiny_models.make_vae(assets / "models" / "shapes-vae")
+    tiny_models.make_latte(assets / "models" / "motion-dit", "shapes-vae", frames=4)
+    monkeypatch.setenv("MMSTUDIO_ASSETS", str(assets))
+    out = tmp_path / "clips"
+    code = main(["generate", "--model", "motion-dit", "--prompt",
+                 "a red circle moving left on a black background", "--prompt", "",
+                 "--steps", "2", "--seed", "3", "--out", str(out), "--trace"])
+    assert code == 0
+    record = json.loads((out / "generate.json").read_text())
+    assert record["frames"] == 4 and record["fps"] == 8
+    assert [(c["prompt"], c["seed"]) for c in record["clips"]] == [
+        ("a red circle moving left on a black background", 3), ("", 3)]
+    for clip in record["clips"]:
+        frames = np.load(out / clip["frames"])
+        assert frames.shape == (4, 8, 8, 3) and frames.dtype == np.uint8
+        assert (out / clip["file"]).stat().st_size > 0
+        assert Path(clip["file"]).stem == Path(clip["frames"]).stem
+        assert len(list((out / clip["trace"]).glob("*_x0.png"))) == 2
+    again = tmp_path / "again"
+    assert main(["generate", "--model", "motion-dit", "--prompt",
+                 "a red circle moving left on a black background", "--steps", "2", "--seed", "3",
+                 "--out", str(again)]) == 0
+    assert np.array_equal(np.load(again / "p000_s3.npy"), np.load(out / "p000_s3.npy"))

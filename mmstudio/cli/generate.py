@@ -4,7 +4,9 @@ with its trace.
 Writes ``<out>/p<prompt>_s<seed>.png`` at the model's native resolution (with ``--trace``, also
 ``<out>/trace/p<prompt>_s<seed>/step<k>_{xt,x0}.png``; for a token prior such as ``shapes-gpt``,
 ``token<k>.png``: the grid decoded after token k, the cells not yet written hatched) and
-``<out>/generate.json`` naming the prompt, seed and file of every image and the settings used. Any
+``<out>/generate.json`` naming the prompt, seed and file of every image and the settings used. A
+video model (``motion-dit``) writes per clip ``p<prompt>_s<seed>.mp4`` and ``.npy`` (the frames,
+(16, 32, 32, 3) uint8) with the same stem (``--trace``: each step's x_t and x0 as filmstrips). Any
 number of prompts (x ``--n``) run in one process, ``--batch`` images per forward pass. A token
 prior samples with ``--temperature``, ``--top-k`` and ``--top-p``; ``--steps`` and
 ``--scheduler`` are for diffusion models (a prior writes one token per step).
@@ -94,6 +96,8 @@ def run_generate(args: argparse.Namespace) -> int:
 
     records = []
     with denoiser_for(manager, model_id) as denoiser:
+        if len(denoiser.sample_shape) == 4:  # (C, F, h, w): a video model
+            return run_generate_clips(args, denoiser, model_id, jobs, chunks, steps, guidance)
         for chunk, settings in zip(jobs, chunks, strict=True):
             traced: dict[int, list] = {i: [] for i in range(len(chunk))}
             result = None
@@ -122,6 +126,49 @@ def run_generate(args: argparse.Namespace) -> int:
                "resolution": int(result.images.shape[1]), "images": records}
     return finish(args, summary, f"wrote {len(records)} images to {args.out} ({model_id}, "
                   f"{steps} {args.scheduler} steps, guidance {guidance:g})")
+
+
+def run_generate_clips(args: argparse.Namespace, denoiser, model_id: str, jobs: list,
+                       chunks: list, steps: int, guidance: float) -> int:
+    """``generate`` for a video model: per clip an MP4 and the raw frames (.npy), same stem."""
+    import numpy as np
+
+    from mmstudio.pipelines.denoise import DenoiseResult, denoise
+    from mmstudio.pipelines.video import FPS, filmstrip, to_frames
+    from mmstudio.worlds.media import write_mp4, write_png
+
+    records = []
+    for chunk, settings in zip(jobs, chunks, strict=True):
+        traced: dict[int, list] = {i: [] for i in range(len(chunk))}
+        result = None
+        for item in denoise(denoiser, settings, trace=args.trace):
+            if isinstance(item, DenoiseResult):
+                result = item
+                continue
+            x_t, x0 = denoiser.to_rgb(item.x_t), denoiser.to_rgb(item.x0_pred)
+            for i in traced:
+                traced[i].append((item.index, to_frames(x_t[i]), to_frames(x0[i])))
+        assert result is not None
+        for i, ((p, prompt, seed), clip) in enumerate(zip(chunk, result.images, strict=True)):
+            stem = f"p{p:03d}_s{seed}"
+            write_mp4(clip, args.out / f"{stem}.mp4", fps=FPS)
+            np.save(args.out / f"{stem}.npy", clip)
+            record = {"file": f"{stem}.mp4", "frames": f"{stem}.npy", "prompt": prompt,
+                      "prompt_index": p, "seed": seed}
+            if args.trace:
+                folder = args.out / "trace" / stem
+                folder.mkdir(parents=True, exist_ok=True)
+                for index, x_t, x0 in traced[i]:
+                    write_png(filmstrip(x_t, scale=1), folder / f"step{index:03d}_xt.png")
+                    write_png(filmstrip(x0, scale=1), folder / f"step{index:03d}_x0.png")
+                record["trace"] = str(folder.relative_to(args.out))
+            records.append(record)
+    frames, height = int(result.images.shape[1]), int(result.images.shape[2])
+    summary = {"model": model_id, "steps": steps, "guidance": guidance,
+               "scheduler": args.scheduler, "n": args.n, "seed": args.seed,
+               "resolution": height, "frames": frames, "fps": FPS, "clips": records}
+    return finish(args, summary, f"wrote {len(records)} clips of {frames} frames to {args.out} "
+                  f"({model_id}, {steps} {args.scheduler} steps, guidance {guidance:g})")
 
 
 def job_chunks(args: argparse.Namespace, prompts: list[str], max_batch: int

@@ -16,6 +16,7 @@ EVALUATORS: dict[str, str] = {
     "shapes-vae": "mmstudio.evaluation.vae",
     "shapes-dit": "mmstudio.evaluation.unet",
     "shapes-gpt": "mmstudio.evaluation.gpt",
+    "motion-dit": "mmstudio.evaluation.motion",
     "sounds-codec": "mmstudio.evaluation.codec",
     "sounds-clap": "mmstudio.evaluation.clap",
 }

@@ -8,18 +8,40 @@ processors). Then it computes ``softmax(QK^T / sqrt(d) + mask)`` explicitly, in 
 the classic ``AttnProcessor``, and hands the probabilities to the recorder. The recorder travels
 with the call, not with the model, so concurrent requests on the same shared weights never see
 each other's captures.
+
+Latte (``LatteTransformer3DModel``) forwards no ``cross_attention_kwargs`` to its blocks, so a
+caller can also lend a recorder to the calls made inside ``recording(recorder)`` (a context
+variable: per thread, so concurrent requests still never see each other's captures). Its temporal
+blocks' self-attention (each patch position over the frames) is recorded as kind "temporal".
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from diffusers.models.attention_processor import Attention, AttnProcessor2_0
 
-_NAME = re.compile(r"(?:^|\.)transformer_blocks\.(\d+)\.(attn1|attn2)\.processor$")
+_NAME = re.compile(
+    r"(?:^|\.)(temporal_)?transformer_blocks\.(\d+)\.(attn1|attn2)\.processor$")
+#: the recorder lent to the model calls of this thread (``recording``), for models that pass no
+#: ``cross_attention_kwargs`` down to their blocks
+_ACTIVE: contextvars.ContextVar[Any] = contextvars.ContextVar("attention_recorder", default=None)
+
+
+@contextlib.contextmanager
+def recording(recorder: Any) -> Iterator[None]:
+    """Model calls inside the block record into ``recorder`` (None: record nothing)."""
+    token = _ACTIVE.set(recorder)
+    try:
+        yield
+    finally:
+        _ACTIVE.reset(token)
 
 
 @dataclass
@@ -29,9 +51,10 @@ class AttentionRecorder:
     ``self_steps`` / ``cross_steps`` / ``layers``: which step indices and block indices to keep
     (None: all; an empty set: none). Cross-attention is small (patches x words), self-attention
     large (patches x patches per layer and head), hence separate step sets. Maps are kept per
-    (step, layer, kind) as (B, heads, queries, keys) float32 on the CPU; ``kind`` is "self" or
-    "cross". The loop sets ``step`` before each model call, and ``guided`` when the batch is
-    [uncond; cond].
+    (step, layer, kind) as (B, heads, queries, keys) float32 on the CPU; ``kind`` is "self",
+    "cross" or (video) "temporal", which ``self_steps`` also selects. The batch B of a video
+    model's spatial maps is clips x frames, of its temporal maps clips x patches. The loop sets
+    ``step`` before each model call, and ``guided`` when the batch is [uncond; cond].
     """
 
     self_steps: set[int] | None = None
@@ -42,7 +65,7 @@ class AttentionRecorder:
     maps: dict[tuple[int, int, str], torch.Tensor] = field(default_factory=dict)
 
     def wants(self, layer: int, kind: str) -> bool:
-        steps = self.self_steps if kind == "self" else self.cross_steps
+        steps = self.cross_steps if kind == "cross" else self.self_steps
         return ((steps is None or self.step in steps)
                 and (self.layers is None or layer in self.layers))
 
@@ -64,6 +87,7 @@ class RecordingAttnProcessor(AttnProcessor2_0):
                  encoder_hidden_states: torch.Tensor | None = None,
                  attention_mask: torch.Tensor | None = None, temb: torch.Tensor | None = None,
                  recorder: AttentionRecorder | None = None, **kwargs: Any) -> torch.Tensor:
+        recorder = recorder if recorder is not None else _ACTIVE.get()
         if recorder is None or not recorder.wants(self.layer, self.kind):
             return super().__call__(attn, hidden_states, encoder_hidden_states, attention_mask,
                                     temb)
@@ -112,7 +136,8 @@ def install_recording_processors(model: torch.nn.Module) -> int:
     for name, module in model.named_modules():
         match = _NAME.search(name + ".processor")
         if isinstance(module, Attention) and match:
-            kind = "self" if match.group(2) == "attn1" else "cross"
-            module.set_processor(RecordingAttnProcessor(int(match.group(1)), kind))
+            temporal, layer, which = match.groups()
+            kind = "temporal" if temporal else ("self" if which == "attn1" else "cross")
+            module.set_processor(RecordingAttnProcessor(int(layer), kind))
             count += 1
     return count

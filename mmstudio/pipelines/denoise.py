@@ -93,7 +93,8 @@ class DenoiseSettings:
 
 @dataclass
 class DenoiseStep:
-    """What the model believes at one step; tensors are (B, C, H, W) float32 on the CPU."""
+    """What the model believes at one step; tensors are (B, C, H, W) float32 on the CPU
+    ((B, C, F, H, W) for a clip)."""
 
     index: int  # 0-based
     total: int
@@ -106,7 +107,7 @@ class DenoiseStep:
 
 @dataclass
 class DenoiseResult:
-    images: np.ndarray  # (B, H, W, 3) uint8, at the model's native resolution
+    images: np.ndarray  # (B, H, W, 3) uint8 at the model's native resolution; (B, F, H, W, 3) clips
     settings: DenoiseSettings
     seconds: float
     latent: bool
@@ -127,6 +128,12 @@ class Denoiser:
     dtype: torch.dtype
     #: set by a caller that wants attention maps (``pipelines.attention``); None: plain sampling
     recorder: Any = None
+
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        """The shape of one sample the loop denoises: (C, h, w) for an image or a spectrogram;
+        a video model's is (C, F, h, w)."""
+        return (self.channels, self.size, self.size)
 
     def encode(self, prompts: list[str]) -> Any:  # conditioning for a batch of prompts
         raise NotImplementedError
@@ -376,6 +383,15 @@ def _make_denoiser(manager: _Borrowing, model_id: str) -> Denoiser:
         vae = model["vae"] if model["vae"] is not None else \
             manager.get(_component_id(model, "vae_id", model_id))["vae"]
         return PixArtDenoiser(model.components, vae, clip["model"], clip["tokenizer"])
+    if loader == "text_to_video":
+        from mmstudio.pipelines.video import TextToVideoDenoiser
+
+        return TextToVideoDenoiser(model.components)
+    if loader == "latte":
+        from mmstudio.pipelines.video import LatteDenoiser
+
+        vae = manager.get(_component_id(model, "vae_id", model_id))["vae"]
+        return LatteDenoiser(model.components, vae)
     raise UserError(f"{model_id} is not a diffusion model (its loader is '{loader}')")
 
 
@@ -431,8 +447,7 @@ def denoise(
     if guided:
         uncond = denoiser.encode([settings.negative_prompt] * batch)
         cond = cat_conditions([uncond, cond])
-    noise, generators = initial_noise((denoiser.channels, denoiser.size, denoiser.size),
-                                      settings.seeds)
+    noise, generators = initial_noise(denoiser.sample_shape, settings.seeds)
     x = (noise * scheduler.init_noise_sigma).to(denoiser.device, denoiser.dtype)
     timesteps = scheduler.timesteps
     for index, t in enumerate(timesteps):
@@ -466,6 +481,6 @@ def run(denoiser: Denoiser, settings: DenoiseSettings) -> DenoiseResult:
 
 
 def to_uint8(x: torch.Tensor) -> np.ndarray:
-    """(B, 3, H, W) in [-1, 1] -> (B, H, W, 3) uint8."""
+    """(B, 3, H, W) in [-1, 1] -> (B, H, W, 3) uint8; clips (B, 3, F, H, W) -> (B, F, H, W, 3)."""
     x = ((x.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-    return x.permute(0, 2, 3, 1).cpu().numpy()
+    return x.movedim(1, -1).cpu().numpy()

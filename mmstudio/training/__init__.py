@@ -22,6 +22,7 @@ TRAINERS: dict[str, str] = {
     "shapes-vae": "mmstudio.training.vae",
     "shapes-dit": "mmstudio.training.dit",
     "shapes-gpt": "mmstudio.training.gpt",
+    "motion-dit": "mmstudio.training.motion",
     "sounds-codec": "mmstudio.training.codec",
     "sounds-clap": "mmstudio.training.clap",
 }
