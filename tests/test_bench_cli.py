@@ -91,3 +91,24 @@ def test_bench_clap(audio_env: None, capsys: pytest.CaptureFixture[str]) -> None
     assert "matrix, embeddings computed" in out and "target <= 2 s: " in out
     assert main(["bench", "clap", "--clips", "65"]) == 2
     assert "--clips must be from 1 to 64" in capsys.readouterr().err
+
+
+def test_bench_video(tmp_path, monkeypatch: pytest.MonkeyPatch,
+                     capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from tests import tiny_models
+
+    assets = tmp_path / "assets"
+    tiny_models.make_vae(assets / "models" / "shapes-vae")
+    tiny_models.make_latte(assets / "models" / "motion-dit", "shapes-vae", frames=4)
+    monkeypatch.setenv("MMSTUDIO_ASSETS", str(assets))
+    assert main(["bench", "video", "--steps", "2", "--runs", "1", "--json"]) == 0
+    figures = json.loads(capsys.readouterr().out)
+    assert figures["model"] == "motion-dit" and figures["frames"] == 4
+    assert figures["clip_s"] > 0 and figures["clip"] in ("met", "missed")
+    assert [r["frames"] for r in figures["per_frame_count"]] == [4, 8, 16]
+    assert figures["per_frame_count"][2]["gflops_per_step"] > \
+        figures["per_frame_count"][0]["gflops_per_step"]
+    assert main(["bench", "video", "--steps", "2", "--runs", "1"]) == 0
+    assert "one clip (decode included)" in capsys.readouterr().out

@@ -52,9 +52,10 @@ from typing import Any
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "bench", help="measure performance (denoise, similarity, dit, load, codec, clap, gpt)")
+        "bench",
+        help="measure performance (denoise, similarity, dit, load, codec, clap, gpt, video)")
     parser.add_argument("what", choices=["denoise", "similarity", "dit", "load", "codec", "clap",
-                                         "gpt"])
+                                         "gpt", "video"])
     parser.add_argument("--model", default=None, help="default: the task's default model")
     parser.add_argument("--steps", type=int, default=25, help="denoise: sampling steps")
     parser.add_argument("--scheduler", default="ddim", help="denoise: scheduler")
@@ -517,7 +518,49 @@ def print_clap(f: dict[str, Any]) -> None:
 
 
 #: ``bench WHAT`` -> (measure: args -> figures, print the figures); ``dit`` and ``load`` apart.
+VIDEO_TARGET_S = 5.0  # one 16-frame clip, 25 guided steps, decode included, on a CPU
+
+
+def bench_video(args: argparse.Namespace) -> dict[str, Any]:
+    """One clip at the catalog's settings (25 DDIM steps with guidance, decode included), median
+    of ``--runs``; and one guided model call at 4, 8 and 16 frames (same weights)."""
+    import torch
+
+    from mmstudio.manager import ModelManager
+    from mmstudio.pipelines.denoise import DenoiseSettings, denoiser_for, run
+    from mmstudio.pipelines.video import frame_scaling
+
+    manager = ModelManager()
+    model_id = _model_for(manager, "video", args.model, "a video model")
+    spec = manager.catalog.get(model_id)
+    settings = DenoiseSettings(("a red circle moving right on a navy background",),
+                               steps=args.steps, guidance=spec.guidance or 3.0,
+                               scheduler=args.scheduler)
+    with denoiser_for(manager, model_id) as denoiser:
+        clip_s = _median_seconds(lambda: run(denoiser, settings), args.runs)
+        frames = denoiser.frames
+        scaling = [{"frames": int(r.what.split()[1]), "gflops_per_step": r.gflops_per_step,
+                    "ms_per_step": r.ms_per_step}
+                   for r in frame_scaling(denoiser, repeats=max(1, args.runs))]
+    return {"model": model_id, "steps": settings.steps, "guidance": settings.guidance,
+            "scheduler": settings.scheduler, "frames": frames,
+            "threads": torch.get_num_threads(), "runs": args.runs, "clip_s": clip_s,
+            "clip_target_s": VIDEO_TARGET_S, "clip": _verdict(clip_s, VIDEO_TARGET_S),
+            "per_frame_count": scaling}
+
+
+def print_video(f: dict[str, Any]) -> None:
+    print(f"video bench: {f['model']}, {f['frames']} frames, {f['steps']} {f['scheduler']} "
+          f"steps, guidance {f['guidance']:g}, median of {f['runs']} runs, {f['threads']} threads")
+    print(f"  one clip (decode included)  {f['clip_s']:.2f} s  target {f['clip_target_s']:g} s "
+          f"({f['clip']})")
+    for row in f["per_frame_count"]:
+        print(f"  one guided step, {row['frames']:2d} frames  {row['ms_per_step']:7.1f} ms  "
+              f"{row['gflops_per_step']:.3f} GFLOPs")
+
+
 BENCHES = {
+    "video": (bench_video, print_video),
     "denoise": (bench_denoise, print_denoise),
     "similarity": (bench_similarity, print_similarity),
     "gpt": (bench_gpt, print_gpt),
