@@ -485,8 +485,10 @@ def with_frames(transformer: Any, frames: int) -> Any:
     if frames == int(transformer.config.video_length):
         return transformer
     model = type(transformer).from_config({**transformer.config, "video_length": frames})
+    if model.dtype != transformer.dtype:  # (a cast of a float32 copy only when needed: diffusers
+        model = model.to(dtype=transformer.dtype)  # warns on every cast)
     model.load_state_dict(transformer.state_dict())
-    return model.to(transformer.device, transformer.dtype).eval()
+    return model.to(transformer.device).eval()
 
 
 def frame_scaling(denoiser: LatteDenoiser, frame_counts: Sequence[int] = FRAME_COUNTS,
