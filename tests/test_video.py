@@ -30,6 +30,7 @@ from mmstudio.pipelines.video import (
     measure_attention_cost,
     spatial_sequences,
     temporal_sequences,
+    text_states,
     video_patchify,
     video_unpatchify,
 )
@@ -184,6 +185,25 @@ def test_trainer_smoke_saves_resumes_and_exports(tmp_path: Path) -> None:
     training = json.loads((export / "training.json").read_text())
     assert training["step"] == 3 and len(training["history"]) == 2
     assert not list(export.rglob("*.bin")) and not list(export.rglob("*.pt"))
+
+
+def test_text_tower_starts_with_every_word_apart() -> None:
+    """Word embeddings start at unit norm, so a word the model has not learned to use yet (the
+    direction) still reaches the text states: far apart for the four directions."""
+    from mmstudio.training.motion import build_text_encoder
+
+    tokens = CaptionTokens.for_words(motion.VOCABULARY)
+    torch.manual_seed(0)
+    tower = build_text_encoder(tokens.vocab_size).eval()
+    norms = tower.get_input_embeddings().weight.norm(dim=-1)
+    assert 0.7 < float(norms.median()) < 1.3
+    ids = tokens.ids(list(motion.DIRECTIONS))[:, 1]
+    words = tower.get_input_embeddings().weight[ids]
+    assert float(torch.pdist(words).min()) > 0.8
+    with torch.no_grad():
+        states, _ = text_states(tower, tokens, [f"a red circle moving {d} on a gray background"
+                                                for d in motion.DIRECTIONS])
+    assert float(torch.pdist(states[:, 5]).min()) > 2.0  # position 5: the direction word
 
 
 def test_trainer_refuses_resume_without_checkpoint(tmp_path: Path) -> None:
