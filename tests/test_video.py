@@ -206,6 +206,19 @@ def test_text_tower_starts_with_every_word_apart() -> None:
     assert float(torch.pdist(states[:, 5]).min()) > 2.0  # position 5: the direction word
 
 
+def test_high_noise_share_draws_from_the_noisiest_steps() -> None:
+    from mmstudio.training.motion import HIGH_NOISE_FROM, sample_timesteps
+
+    uniform = sample_timesteps(4000, 0.0, torch.Generator().manual_seed(0))
+    assert 0 <= int(uniform.min()) and int(uniform.max()) <= 999
+    assert abs(float((uniform >= HIGH_NOISE_FROM).float().mean()) - 0.3) < 0.03
+    biased = sample_timesteps(4000, 0.5, torch.Generator().manual_seed(0))
+    assert int(biased.max()) <= 999
+    assert abs(float((biased >= HIGH_NOISE_FROM).float().mean()) - 0.65) < 0.03
+    again = sample_timesteps(4000, 0.5, torch.Generator().manual_seed(0))
+    assert torch.equal(biased, again)
+
+
 def test_trainer_refuses_resume_without_checkpoint(tmp_path: Path) -> None:
     from mmstudio.training.motion import main
 
