@@ -250,6 +250,25 @@ def test_measure_clips_reads_world_renders_as_right() -> None:
     assert still["direction_accuracy"] == 0.0 and still["adherence"] == 0.0
 
 
+def test_direction_probe_tells_a_word_that_moves_from_a_word_ignored() -> None:
+    from mmstudio.evaluation.motion import direction_probe
+
+    def perfect(captions: list[str], seed: int) -> np.ndarray:
+        return np.stack([motion.render(motion.parse(c), np.random.default_rng(seed + i))
+                         for i, c in enumerate(captions)])
+
+    obeys = direction_probe(perfect)
+    assert obeys["direction_sign"] == 1.0
+    assert 1.4 < obeys["direction_effect"] < 1.8  # 1 px per frame: (2 + 2 + 4 sqrt 2) / 6
+
+    def deaf(captions: list[str], seed: int) -> np.ndarray:  # always moves right
+        return perfect([c.replace("left", "right").replace("up", "right").replace("down", "right")
+                        for c in captions], seed)
+
+    ignored = direction_probe(deaf)
+    assert ignored["direction_effect"] == 0.0 and ignored["direction_sign"] == 0.25
+
+
 def test_hub_text_to_video_loads_offline_and_runs_through_the_loop(tmp_path: Path) -> None:
     """The catalog's text-to-video hub id, resolved to a tiny random folder in the hub cache's
     layout, loads through the real loader and samples a clip step by step."""

@@ -307,7 +307,7 @@ def _count(module: torch.nn.Module) -> int:
 def quick_check(ema: Trainee, tokens: Any, vae: Any, args: argparse.Namespace) -> dict[str, Any]:
     """Adherence and direction on a few evaluation prompts (25 DDIM steps), for the log: enough
     to see early whether the run learns; ``eval`` measures the shipped figures."""
-    from mmstudio.evaluation.motion import measure_clips
+    from mmstudio.evaluation.motion import direction_probe, measure_clips
     from mmstudio.pipelines.denoise import DenoiseSettings, run
     from mmstudio.pipelines.video import LatteDenoiser
     from mmstudio.worlds import motion
@@ -328,8 +328,9 @@ def quick_check(ema: Trainee, tokens: Any, vae: Any, args: argparse.Namespace) -
 
     figures = measure_clips(generate, eval_attrs(motion, args.check_prompts, seed=20_240), 0,
                             args.check_prompts)
-    return {k: figures[k] for k in ("adherence", "direction_accuracy", "attribute_accuracy",
-                                    "frame_consistency", "seconds")}
+    return {**{k: figures[k] for k in ("adherence", "direction_accuracy", "attribute_accuracy",
+                                       "frame_consistency", "seconds")},
+            **direction_probe(generate)}
 
 
 def export(ema: Trainee, tokens: Any, args: argparse.Namespace, step: int, seconds: float,
