@@ -80,4 +80,7 @@ def test_shipped_metrics_are_reproduced(measured: dict[str, dict], model_id: str
     shipped = json.loads((MODELS_DIR / model_id / "metrics.json").read_text())
     for key in ("psnr", "psnr_mean_per_image", "agreement", "sharpness", "code_share",
                 "codes_used", "perplexity"):
-        assert measured[model_id][key] == pytest.approx(shipped[key], abs=1e-3), key
+        # perplexity is stored to 2 decimals: summation order (threads, BLAS) can move the last
+        # digit by one (252.96 vs 252.97 on two machines), so one stored digit of slack
+        tolerance = 0.011 if key == "perplexity" else 1e-3
+        assert measured[model_id][key] == pytest.approx(shipped[key], abs=tolerance), key
