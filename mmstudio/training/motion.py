@@ -76,8 +76,9 @@ def build_text_encoder(vocab_size: int, **overrides: Any) -> torch.nn.Module:
     where they started: a run to step 5,850 had learned colour, shape and background (their
     embeddings grew to norm 0.37) while the text states of "left" and "right" still differed by
     0.19 and the transformer's output by 0.07 (colour: 24), so every direction word gave the same
-    clip. A word only the temporal pathway can use gets almost no gradient until that pathway
-    exists; started apart, the words are told apart from the first step."""
+    clip. Started apart, the words reach the text states from the first step; that alone did
+    not teach the direction (a second run lost it again by step 2,119: the caption projection
+    learned to drop what the denoiser could not use yet; see the model card)."""
     from transformers import CLIPTextConfig, CLIPTextModel
 
     config = CLIPTextConfig(vocab_size=vocab_size, pad_token_id=0, bos_token_id=1,
