@@ -286,3 +286,18 @@ def test_hub_text_to_video_loads_offline_and_runs_through_the_loop(tmp_path: Pat
     assert len(trace) == 2 and trace[0].x0_pred.shape == (1, 4, 16, 8, 8)
     assert result.images.shape == (1, 16, 16, 16, 3)
     assert np.array_equal(result.images, again)
+
+
+def test_track_velocity_reads_each_direction_of_a_world_render() -> None:
+    import numpy as np
+
+    from mmstudio.evaluation.motion import direction_vectors, track_velocity
+    from mmstudio.worlds import motion
+
+    rng = np.random.default_rng(3)
+    for word, (ux, uy) in direction_vectors().items():
+        clip = motion.render(motion.MotionAttrs("blue", "square", word, "gray"), rng)
+        vx, vy = track_velocity(clip)
+        assert abs(vx - ux * motion.SPEED) < 0.05 and abs(vy - uy * motion.SPEED) < 0.05, word
+        assert motion.describe(clip).direction == word
+    assert track_velocity(np.zeros((16, 32, 32, 3), np.uint8)) is None

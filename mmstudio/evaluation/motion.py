@@ -62,14 +62,12 @@ def _share(values: list[bool] | list[float]) -> float | None:
 def frame_agreement(clip: np.ndarray, described: Any) -> float:
     """Share of frames whose own colour and shape reading equals the clip's (majority) reading;
     0 when the clip has no majority reading."""
-    from mmstudio.worlds import shapes
+    from mmstudio.worlds import motion, shapes
 
     if described.color is None or described.shape is None:
         return 0.0
     agree = 0
-    for frame in clip:
-        obj = shapes.read_object(frame)
-        geometry = shapes.measure(obj.alpha) if obj.alpha is not None else None
+    for obj, geometry in motion.read_frames(clip):
         kind = shapes.classify_shape(geometry) if geometry is not None else None
         agree += obj.color == described.color and kind == described.shape
     return agree / len(clip)
@@ -116,24 +114,16 @@ def measure_clips(generate: GenerateClips, prompts: list[Any], seed: int, batch:
 def track_velocity(clip: np.ndarray) -> tuple[float, float] | None:
     """The least-squares velocity (px per frame, x and y) of the object's centre over the frames,
     read as the motion analyzer reads it; ``None`` when fewer than 4 frames show an object."""
-    from mmstudio.worlds import shapes
+    from mmstudio.worlds import motion
 
-    centers, times = [], []
-    for t, frame in enumerate(clip):
-        obj = shapes.read_object(frame)
-        if obj.alpha is not None:
-            centers.append(shapes.measure(obj.alpha).center)
-            times.append(t)
-    if len(times) < 4:
-        return None
-    track = np.asarray(centers, float)
-    vx, vy = (float(np.polyfit(times, track[:, i], 1)[0]) for i in range(2))
-    return vx, vy
+    return motion.velocity(*motion.track(motion.read_frames(clip)))
 
 
-#: The unit velocity each direction word asks for (x right, y down, as the analyzer reads).
-DIRECTION_VECTORS = {"left": (-1.0, 0.0), "right": (1.0, 0.0), "up": (0.0, -1.0),
-                     "down": (0.0, 1.0)}
+def direction_vectors() -> dict[str, tuple[float, float]]:
+    """The unit velocity each direction word asks for (x right, y down, as the analyzer reads)."""
+    from mmstudio.worlds import motion
+
+    return {word: (float(dx), float(dy)) for word, (dx, dy) in motion.STEPS.items()}
 
 
 def direction_probe(generate: GenerateClips, seeds: int = 4,
@@ -144,17 +134,18 @@ def direction_probe(generate: GenerateClips, seeds: int = 4,
     decides; about 1.6 when every clip moves at the world's 1 px per frame as asked), and
     ``direction_sign`` the share of clips whose velocity points closer to the asked direction than
     to any other (no speed threshold, unlike the analyzer)."""
+    vectors = direction_vectors()
     velocities: dict[str, list[tuple[float, float] | None]] = {}
-    for word in DIRECTION_VECTORS:
+    for word in vectors:
         caption = f"{subject} moving {word} on a {background} background"
         velocities[word] = [track_velocity(c) for c in generate([caption] * seeds, 0)]
     gaps, right = [], []
-    words = list(DIRECTION_VECTORS)
+    words = list(vectors)
     for i in range(seeds):
         for a in range(len(words)):
             va = velocities[words[a]][i]
             if va is not None:
-                scores = {w: float(np.dot(va, u)) for w, u in DIRECTION_VECTORS.items()}
+                scores = {w: float(np.dot(va, u)) for w, u in vectors.items()}
                 right.append(max(scores, key=scores.get) == words[a])
             for b in range(a + 1, len(words)):
                 vb = velocities[words[b]][i]

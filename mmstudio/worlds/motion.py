@@ -182,11 +182,43 @@ def _majority(votes: list[str | None], quorum: float = 0.5) -> str | None:
     return value if n > quorum * len(votes) else None
 
 
-def classify_direction(centers: np.ndarray, times: np.ndarray) -> str | None:
-    """Direction from the least-squares velocity of the object's centre over time."""
+def read_frames(frames: np.ndarray) -> list[tuple[shapes.ObjectReading, shapes.Geometry | None]]:
+    """Each frame read as the shapes world reads an image: its object (colour, background, mask)
+    and the mask's geometry (``None`` where no object is found)."""
+    frames = np.asarray(frames)
+    if frames.ndim != 4 or frames.shape[-1] != 3:
+        raise ValueError(f"expected (T, H, W, 3) frames, got shape {frames.shape}")
+    readings = []
+    for frame in frames:
+        obj = shapes.read_object(frame)
+        readings.append((obj, shapes.measure(obj.alpha) if obj.alpha is not None else None))
+    return readings
+
+
+def track(readings: list[tuple[shapes.ObjectReading, shapes.Geometry | None]]
+          ) -> tuple[np.ndarray, np.ndarray]:
+    """The object's bounding-box centre ``(x, y)`` in each frame that shows one, and those
+    frames' indices: (N, 2) and (N,)."""
+    kept = [(t, g.center) for t, (_, g) in enumerate(readings) if g is not None]
+    centers = np.array([c for _, c in kept], float).reshape(-1, 2)
+    return centers, np.array([t for t, _ in kept])
+
+
+def velocity(centers: np.ndarray, times: np.ndarray) -> tuple[float, float] | None:
+    """The least-squares velocity (px per frame, x right and y down) of a track; ``None`` when
+    fewer than 4 frames show the object."""
     if len(times) < 4:
         return None
-    vx, vy = (np.polyfit(times, centers[:, i], 1)[0] for i in range(2))
+    vx, vy = (float(np.polyfit(times, centers[:, i], 1)[0]) for i in range(2))
+    return vx, vy
+
+
+def classify_direction(centers: np.ndarray, times: np.ndarray) -> str | None:
+    """Direction from the least-squares velocity of the object's centre over time."""
+    v = velocity(centers, times)
+    if v is None:
+        return None
+    vx, vy = v
     if abs(vx) >= MIN_SPEED and abs(vy) <= MAX_DRIFT:
         return "right" if vx > 0 else "left"
     if abs(vy) >= MIN_SPEED and abs(vx) <= MAX_DRIFT:
@@ -198,22 +230,11 @@ def describe(frames: np.ndarray) -> MotionAttrs:
     """The analyzer: colour, shape and background by majority over frames (read as in the shapes
     world), direction from the track of the object's bounding-box centre. (T, H, W, 3) input,
     0-255 values; ``None`` where it cannot decide. Needs no model."""
-    frames = np.asarray(frames)
-    if frames.ndim != 4 or frames.shape[-1] != 3:
-        raise ValueError(f"expected (T, H, W, 3) frames, got shape {frames.shape}")
-    colors, backgrounds, kinds, centers, times = [], [], [], [], []
-    for t, frame in enumerate(frames):
-        obj = shapes.read_object(frame)
-        backgrounds.append(obj.background)
-        colors.append(obj.color)
-        g = shapes.measure(obj.alpha) if obj.alpha is not None else None
-        kinds.append(shapes.classify_shape(g) if g is not None else None)
-        if g is not None:
-            centers.append(g.center)
-            times.append(t)
+    readings = read_frames(frames)
+    kinds = [shapes.classify_shape(g) if g is not None else None for _, g in readings]
     return MotionAttrs(
-        color=_majority(colors),
+        color=_majority([obj.color for obj, _ in readings]),
         shape=_majority(kinds),
-        direction=classify_direction(np.array(centers, float).reshape(-1, 2), np.array(times)),
-        background=_majority(backgrounds),
+        direction=classify_direction(*track(readings)),
+        background=_majority([obj.background for obj, _ in readings]),
     )
